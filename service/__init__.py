@@ -1,0 +1,35 @@
+"""The web and I/O edge of hcc-second-line-cds: app factory, blueprints, FHIR access, auth, feedback."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app. Without ``settings``, read ``HCC_CDS_*`` from the environment."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["HCC_CDS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    from . import cors, db, errors, feedback, health, hooks, logs
+
+    logs.init_app(app)
+    errors.register_error_handlers(app)
+    engine = db.make_engine(settings.feedback_db)
+    app.extensions["hcc_cds_db"] = db.make_session_factory(engine)
+    app.extensions["hcc_cds_engine"] = engine
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(hooks.bp)
+    app.register_blueprint(feedback.bp)
+    if settings.demo_data:
+        from . import demo_fhir
+
+        app.register_blueprint(demo_fhir.create_blueprint(settings.fixtures_dir))
+    cors.init_app(app)
+    return app

@@ -1,0 +1,56 @@
+"""JSON error responses: every 4xx/5xx is a FHIR OperationOutcome, never an HTML page or a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("hcc_cds")
+
+# OperationOutcome issue codes (http://hl7.org/fhir/issue-type) by HTTP status.
+_ISSUE_CODE = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+               412: "incomplete", 413: "too-costly", 415: "not-supported", 422: "business-rule",
+               429: "throttled"}
+
+
+class ServiceError(Exception):
+    """An error with an HTTP status and a message that is safe to show to the caller."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> Response:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": _ISSUE_CODE.get(status, "exception"), "diagnostics": message}],
+    }
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response:
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        messages = {404: "not found", 405: "method not allowed", 413: "request body too large",
+                    415: "unsupported media type: send application/json"}
+        response = error_response(status, messages.get(status, exc.name.lower()))
+        valid_methods = getattr(exc, "valid_methods", None)
+        if status == 405 and valid_methods:
+            response.headers["Allow"] = ", ".join(valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:  # pragma: no cover - exercised by fuzz tests only
+        log.error("unhandled error", extra={"event": "error", "error_type": type(exc).__name__})
+        return error_response(500, "internal error")

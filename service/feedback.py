@@ -1,0 +1,5 @@
+"""Feedback endpoint (placeholder, replaced by the order-entry/feedback work)."""
+
+from flask import Blueprint
+
+bp = Blueprint("feedback", __name__)
