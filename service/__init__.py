@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from flask import Flask
 
 from .config import Settings
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the Flask app. Without ``settings``, read ``HCC_CDS_*`` from the environment."""
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None) -> Flask:
+    """Build the Flask app. Without ``settings``, read ``HCC_CDS_*`` from the environment.
+
+    ``clock`` fixes the evaluation time (replay of fixtures, tests); live requests use the wall clock.
+    """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    if clock is not None:
+        app.extensions["hcc_cds_clock"] = clock
     app.config["HCC_CDS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -1,0 +1,121 @@
+"""Performance status: ECOG, else Karnofsky mapped to ECOG (clinical-rules.md §1–§2; clinical-codes.md §2.3–2.4).
+
+ECOG 89247-1 from ``valueInteger``, a LOINC LL529-9 answer or a SNOMED grade concept (in the value or the
+interpretation). Karnofsky 89243-0 mapped with the standard (oBDS/MII) table: 90–100→0, 70–80→1, 50–60→2,
+30–40→3, 10–20→4, 0→5. The most recent current ECOG wins; else the most recent current Karnofsky (and we say so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datetime import date
+
+from . import terminology as t
+from .measurements import Problem, freshness
+from .record import PatientRecord, codings, observation_date
+
+
+def karnofsky_to_ecog(kps: int) -> int:
+    """Standard mapping (clinical-codes.md §2.4, recommendation: the first)."""
+    if kps >= 90:
+        return 0
+    if kps >= 70:
+        return 1
+    if kps >= 50:
+        return 2
+    if kps >= 30:
+        return 3
+    if kps >= 10:
+        return 4
+    return 5
+
+
+@dataclass(frozen=True)
+class PerformanceStatus:
+    status: str  # current | stale | missing | implausible
+    value: int | None = None  # ECOG grade
+    source: str | None = None  # ecog | karnofsky
+    karnofsky: int | None = None
+    date: date | None = None
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def current_value(self) -> int | None:
+        return self.value if self.status == "current" else None
+
+
+def _coded(obs: dict, answers: dict[str, int]) -> int | None:
+    for element in (obs.get("valueCodeableConcept"), obs.get("interpretation")):
+        for _system, code in codings(element):
+            if code in answers:
+                return answers[code]
+    return None
+
+
+def _ecog_value(obs: dict) -> int | float | None:
+    value = obs.get("valueInteger")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
+        return quantity["value"]
+    return _coded(obs, {**t.ECOG_LOINC_ANSWERS, **t.ECOG_SNOMED_ANSWERS})
+
+
+def _karnofsky_value(obs: dict) -> int | float | None:
+    value = obs.get("valueInteger")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
+        return quantity["value"]
+    return _coded(obs, t.KARNOFSKY_LOINC_ANSWERS)
+
+
+def _readings(record: PatientRecord, now: date, current_days: int, source: str) -> tuple[list, list[Problem]]:
+    """Plausible readings (ecog, kps, date, freshness) newest first, and problems met."""
+    code, reader = (t.ECOG, _ecog_value) if source == "ecog" else (t.KARNOFSKY, _karnofsky_value)
+    readings, problems = [], []
+    for obs in record.observations({code}):
+        oid = str(obs.get("id", "?"))
+        when = observation_date(obs)
+        value = reader(obs)
+        if when is None:
+            problems.append(Problem("ecog", "undated", f"Observation/{oid} ({source}) has no date"))
+            continue
+        fresh = freshness(when, now, current_days)
+        if value is None:
+            problems.append(Problem("ecog", "unreadable", f"Observation/{oid} ({source}, {when}) has no usable value"))
+            continue
+        if source == "ecog":
+            ok = float(value).is_integer() and 0 <= value <= 5
+        else:
+            ok = float(value).is_integer() and 0 <= value <= 100 and int(value) % 10 == 0
+        if not ok or fresh == "future":
+            problems.append(Problem("ecog", "implausible", f"Observation/{oid} ({source}, {when}): {value} is "
+                                    + ("dated in the future" if ok else "not a valid score")))
+            continue
+        ecog = int(value) if source == "ecog" else karnofsky_to_ecog(int(value))
+        readings.append((ecog, int(value) if source == "karnofsky" else None, when, fresh))
+    return readings, problems
+
+
+def assess_performance(record: PatientRecord, now: date, current_days: int) -> PerformanceStatus:
+    ecog, ecog_problems = _readings(record, now, current_days, "ecog")
+    kps, kps_problems = _readings(record, now, current_days, "karnofsky")
+    problems = tuple(ecog_problems + kps_problems)
+    for source, readings in (("ecog", ecog), ("karnofsky", kps)):
+        if readings and readings[0][3] == "current":
+            value, karnofsky, when, _ = readings[0]
+            return PerformanceStatus("current", value, source, karnofsky, when, problems)
+    latest = [(r, s) for s, rs in (("ecog", ecog), ("karnofsky", kps)) for r in rs[:1]]
+    if latest:
+        (value, karnofsky, when, _), source = max(latest, key=lambda item: item[0][2])
+        stale = Problem("ecog", "stale", f"latest performance status ({source}) is from {when} "
+                        f"(older than {current_days} days)")
+        return PerformanceStatus("stale", value, source, karnofsky, when, (*problems, stale))
+    if any(p.kind == "implausible" for p in problems):
+        return PerformanceStatus("implausible", problems=problems)
+    return PerformanceStatus("missing", problems=(*problems, Problem("ecog", "missing",
+                                                                     "no ECOG or Karnofsky in the record")))

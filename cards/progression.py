@@ -1,0 +1,239 @@
+"""Progression on first-line ICI and its pattern (clinical-rules.md §2 "Progression", "Lesion progression",
+"Progression pattern", "Hyperprogression"; clinical-codes.md §7).
+
+Evidence, dated after ICI start: disease status worsened (97509-4/88040-1 = 271299001); a medication stopped
+for no response (266721009); a new metastasis or vascular-invasion Condition (none of the same organ before);
+a new or growing lesion — RECIST-like: new (first measured after ICI start) or longest dimension ≥ 20 % and
+≥ 5 mm over its nadir (the smallest value from the last pre-ICI measurement on).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from . import terminology as t
+from .measurements import Problem
+from .medications import FirstLine
+from .record import PatientRecord, codings, concept_text, condition_date, observation_date, reference_id
+
+# [derived, configurable] thresholds, each quoted in the card detail.
+OLIGO_MAX_LESIONS = 5  # paper: "3–5 lesions"; the cited literature means "up to" (clinical-codes.md §0.8)
+OLIGO_MAX_ORGANS = 3
+OLIGO_MIN_CONTROL = timedelta(days=90)  # "at least stable disease … for a minimum of 3 months on ICIs"
+HYPERPROGRESSION_WINDOW = timedelta(days=60)  # time to treatment failure < 2 months (Kato et al. 2017)
+HYPERPROGRESSION_GROWTH = 0.5  # > 50 % increase in tumour burden vs pre-immunotherapy imaging
+GROWTH_FRACTION = 0.20
+GROWTH_MIN_MM = 5.0
+
+
+@dataclass(frozen=True)
+class Lesion:
+    key: str
+    organ: str
+    label: str
+    measurements: tuple[tuple[date, float], ...]  # (date, longest dimension mm), oldest first
+    progressing: bool
+    new: bool
+    progression_date: date | None
+
+
+@dataclass(frozen=True)
+class Progression:
+    documented: bool
+    date: date | None
+    pattern: str  # oligoprogression | new-vascular-invasion | systemic | indeterminate | not-documented
+    new_vascular_invasion: bool
+    progressing_lesions: int | None  # None without lesion data
+    organs: tuple[str, ...]
+    hyperprogression: str  # yes | no | not-assessable
+    evidence: tuple[str, ...]  # human-readable, for the card detail
+    lesions: tuple[Lesion, ...] = ()
+    new_metastasis_organs: tuple[str, ...] = ()
+    reason: str = ""  # why the pattern is what it is (e.g. what would settle "indeterminate")
+    sum_change: float | None = None  # fractional change in sum of longest dimensions (hyperprogression)
+    problems: tuple[Problem, ...] = field(default=())
+
+
+def metastasis_organ(concept: object) -> str | None:
+    for system, code in codings(concept):
+        if system == t.ICD10CM:
+            for prefix, organ in t.METASTASIS_ICD10_PREFIX_ORGAN:
+                if code.startswith(prefix):
+                    return organ
+        elif system == t.SNOMED and code in t.METASTASIS_SNOMED_ORGAN:
+            return t.METASTASIS_SNOMED_ORGAN[code]
+    return None
+
+
+def is_vascular_invasion(concept: object) -> bool:
+    return any((s == t.ICD10CM and c.startswith(t.VASCULAR_INVASION_ICD10_PREFIXES))
+               or (s == t.SNOMED and c in t.VASCULAR_INVASION_SNOMED) for s, c in codings(concept))
+
+
+def _organ_of(body_structure: dict | None) -> tuple[str, str]:
+    """(organ name, label) of a lesion's BodyStructure."""
+    if body_structure is None:
+        return "other", "lesion"
+    location = body_structure.get("location")
+    for system, code in codings(location):
+        if system == t.SNOMED and code in t.BODY_SITE_SNOMED_ORGAN:
+            organ = t.BODY_SITE_SNOMED_ORGAN[code]
+            return organ, body_structure.get("description") or organ
+    text = concept_text(location).lower()
+    for organ in t.ORGANS:
+        if organ.replace("-", " ") in text:
+            return organ, body_structure.get("description") or text
+    return "other", body_structure.get("description") or text or "lesion"
+
+
+def _longest_dimension_mm(obs: dict) -> float | None:
+    for component in obs.get("component") or ():
+        if not isinstance(component, dict):
+            continue
+        if any(s == t.LOINC and c == t.TUMOR_LONGEST_DIMENSION for s, c in codings(component.get("code"))):
+            quantity = component.get("valueQuantity") or {}
+            unit = quantity.get("code") or quantity.get("unit")
+            if isinstance(quantity.get("value"), int | float) and unit in t.LENGTH_TO_MM:
+                return float(quantity["value"]) * t.LENGTH_TO_MM[unit]
+    return None
+
+
+def _lesions(record: PatientRecord, start: date) -> tuple[list[Lesion], list[Problem]]:
+    series: dict[str, list[tuple[date, float]]] = defaultdict(list)
+    structures: dict[str, dict | None] = {}
+    problems: list[Problem] = []
+    for obs in record.observations({t.TUMOR_SIZE}):
+        oid = obs.get("id", "?")
+        when, size = observation_date(obs), _longest_dimension_mm(obs)
+        focus = next(iter(obs.get("focus") or ()), None)
+        key = reference_id(focus, "BodyStructure")
+        if when is None or size is None or key is None:
+            missing = "date" if when is None else "longest dimension in mm/cm" if size is None else "lesion focus"
+            problems.append(Problem("lesion", "unreadable", f"Observation/{oid}: tumour size without {missing}"))
+            continue
+        series[key].append((when, size))
+        structures.setdefault(key, record.resolve(focus, obs))
+    lesions = []
+    for key, points in series.items():
+        points.sort()
+        organ, label = _organ_of(structures.get(key))
+        pre = [p for p in points if p[0] <= start]
+        new = not pre
+        progression_date = points[0][0] if new else None
+        if not new:
+            nadir = pre[-1][1]
+            for when, size in points[len(pre):]:
+                if size >= nadir * (1 + GROWTH_FRACTION) and size - nadir >= GROWTH_MIN_MM:
+                    progression_date = when
+                    break
+                nadir = min(nadir, size)
+        lesions.append(Lesion(key, organ, label, tuple(points), progression_date is not None, new,
+                              progression_date))
+    return lesions, problems
+
+
+def _hyperprogression(lesions: list[Lesion], start: date, progression_date: date | None) -> tuple[str, float | None]:
+    """Kato-style: progression < 60 days after ICI start and > 50 % rise in the sum of longest dimensions."""
+    baseline = {lesion.key: [p for p in lesion.measurements if p[0] <= start][-1][1]
+                for lesion in lesions if any(p[0] <= start for p in lesion.measurements)}
+    post_dates = sorted({p[0] for lesion in lesions for p in lesion.measurements if p[0] > start})
+    if not baseline or not post_dates:
+        return "not-assessable", None
+    first_post = post_dates[0]
+    post_sum = sum(size for lesion in lesions for when, size in lesion.measurements if when == first_post)
+    measured_baseline = {lesion.key for lesion in lesions if lesion.key in baseline
+                         and any(when == first_post for when, _ in lesion.measurements)}
+    base_sum = sum(baseline[key] for key in measured_baseline)
+    if base_sum <= 0:
+        return "not-assessable", None
+    change = post_sum / base_sum - 1
+    early = progression_date is not None and progression_date - start < HYPERPROGRESSION_WINDOW
+    return ("yes" if early and change > HYPERPROGRESSION_GROWTH else "no"), change
+
+
+def assess_progression(record: PatientRecord, line: FirstLine) -> Progression:
+    start = line.start
+    evidence: list[tuple[date | None, str]] = []
+    problems: list[Problem] = []
+    for obs in record.observations(t.DISEASE_STATUS):
+        when = observation_date(obs)
+        if when and when > start and any(c == t.DISEASE_WORSENED for _s, c in codings(obs.get("valueCodeableConcept"))):
+            evidence.append((when, f"disease status worsened ({when})"))
+    if line.stopped_for_progression:
+        when = line.progression_stop_date if line.progression_stop_date and line.progression_stop_date > start else None
+        evidence.append((when, f"{line.regimen} stopped for no response" + (f" ({when})" if when else "")))
+
+    conditions = record.conditions()
+    organs_before: set[str] = set()
+    new_mets: dict[str, date] = {}
+    vi_before, vi_after = False, None
+    for cond in sorted(conditions, key=lambda c: condition_date(c) or date.min):
+        when = condition_date(cond)
+        organ = metastasis_organ(cond.get("code"))
+        if organ:
+            if when is None or when <= start:
+                organs_before.add(organ)
+            elif organ not in organs_before:
+                new_mets.setdefault(organ, when)
+        if is_vascular_invasion(cond.get("code")):
+            if when is None or when <= start:
+                vi_before = True
+            elif vi_after is None:
+                vi_after = when
+    for organ, when in sorted(new_mets.items(), key=lambda item: item[1]):
+        evidence.append((when, f"new {organ} metastasis ({when})"))
+    new_vi = vi_after is not None and not vi_before
+    if new_vi:
+        evidence.append((vi_after, f"new vascular invasion ({vi_after})"))
+
+    lesions, lesion_problems = _lesions(record, start)
+    problems += lesion_problems
+    progressing = [lesion for lesion in lesions if lesion.progressing]
+    for lesion in progressing:
+        kind = "new lesion" if lesion.new else "growing lesion"
+        evidence.append((lesion.progression_date, f"{kind} in {lesion.organ} ({lesion.progression_date})"))
+
+    dates = [when for when, _ in evidence if when]
+    documented = bool(evidence)
+    progression_date = min(dates) if dates else None
+    organs = sorted({lesion.organ for lesion in progressing} | set(new_mets), key=t.ORGANS.index)
+    extra_sites = [organ for organ in new_mets if organ not in {lesion.organ for lesion in progressing}]
+    site_count = len(progressing) + len(extra_sites)
+    hyper, change = _hyperprogression(lesions, start, progression_date) if lesions else ("not-assessable", None)
+
+    pattern, reason = "not-documented", "no progression found after ICI start"
+    if documented:
+        systemic = (lesions and (site_count > OLIGO_MAX_LESIONS or len(organs) > OLIGO_MAX_ORGANS)) \
+            or len(new_mets) >= 2
+        controlled = progression_date is not None and progression_date - start >= OLIGO_MIN_CONTROL
+        if systemic:
+            pattern, reason = "systemic", "progression beyond 5 lesions or 3 organs, or new metastases in ≥ 2 organs"
+        elif new_vi:
+            pattern, reason = "new-vascular-invasion", "vascular invasion first recorded after ICI start"
+        elif lesions and progressing and controlled:
+            pattern, reason = "oligoprogression", (f"{site_count} progressing lesion(s) in {len(organs)} organ(s) "
+                                                    "after ≥ 3 months of disease control")
+        elif lesions and progressing:
+            pattern, reason = "indeterminate", ("limited progression, but less than 3 months of disease control "
+                                                "on ICI (oligoprogression needs ≥ 3 months)")
+        else:
+            pattern, reason = "indeterminate", ("progression is documented without lesion measurements; "
+                                                "TumorSize observations (longest dimension) with the lesion's "
+                                                "organ would settle the pattern")
+    return Progression(
+        documented=documented,
+        date=progression_date,
+        pattern=pattern,
+        new_vascular_invasion=new_vi,
+        progressing_lesions=len(progressing) if lesions else None,
+        organs=tuple(organs),
+        hyperprogression=hyper,
+        evidence=tuple(text for _when, text in sorted(evidence, key=lambda e: (e[0] or date.max, e[1]))),
+        lesions=tuple(lesions),
+        new_metastasis_organs=tuple(sorted(new_mets, key=t.ORGANS.index)),
+        reason=reason,
+        sum_change=change,
+        problems=tuple(problems),
+    )

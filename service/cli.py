@@ -1,0 +1,200 @@
+"""``hcc-cds``: serve the service, replay fixtures, record hook requests, report feedback.
+
+    hcc-cds serve [--host H] [--port P] [--no-demo-data]
+    hcc-cds replay FILE [--hook HOOK] [--now ISO-DATETIME] [--check]
+    hcc-cds record PATIENT-BUNDLE [--hook HOOK] [--draft-orders FILE] [--selection REF ...]
+    hcc-cds feedback-report
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .config import ConfigError, Settings
+from .discovery import PREFETCH, SERVICES
+from .fhirstore import FhirStore
+
+HOOK_SERVICE = {service.hook: service.id for service in SERVICES.values()}
+FIXTURE_EXTENSION = "hcc-cds.fixture"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+UUID_MASK = "<uuid>"
+
+
+def parse_now(value: str) -> datetime:
+    now = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def prefetch_from_store(store: FhirStore, context: dict) -> dict:
+    """Run every prefetch template against an in-memory store, as an EHR would (searchset Bundles)."""
+    from urllib.parse import parse_qs
+
+    from .fhir import substitute
+
+    prefetch = {}
+    for key, (template, _required) in PREFETCH.items():
+        query = substitute(template, context)
+        assert query is not None
+        resource_type, _, params = query.partition("?")
+        parsed = {k: v for k, v in parse_qs(params).items() if k != "_count"}
+        found = store.search(resource_type, parsed)
+        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(found),
+                         "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
+                                    "search": {"mode": "match"}} for r in found]}
+    return prefetch
+
+
+def request_from_bundle(bundle: dict, hook: str = "patient-view", draft_orders: dict | None = None,
+                        selections: list[str] | None = None) -> dict:
+    """A complete hook request (full prefetch) for the patient in a fixture Bundle."""
+    store = FhirStore.from_bundles([bundle])
+    patient = store.patients()[0]
+    practitioners = store.search("Practitioner", {})
+    encounters = store.search("Encounter", {"patient": [patient["id"]]})
+    context: dict = {"userId": f"Practitioner/{practitioners[0]['id']}" if practitioners else "Practitioner/unknown",
+                     "patientId": patient["id"]}
+    if encounters:
+        context["encounterId"] = encounters[0]["id"]
+    if hook in ("order-select", "order-sign"):
+        context["draftOrders"] = draft_orders or {"resourceType": "Bundle", "type": "collection", "entry": []}
+    if hook == "order-select":
+        context["selections"] = selections or []
+    return {
+        "hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"hcc-cds-fixture/{patient['id']}/{hook}")),
+        "hook": hook,
+        "context": context,
+        "prefetch": prefetch_from_store(store, context),
+        "extension": {FIXTURE_EXTENSION: {"evaluatedAt": bundle["timestamp"]}},
+    }
+
+
+def mask_uuids(response: dict) -> dict:
+    """Replace card and suggestion uuids (random per call) so responses can be compared."""
+    masked = json.loads(json.dumps(response))
+    for card in masked.get("cards", []):
+        if "uuid" in card:
+            card["uuid"] = UUID_MASK
+        for suggestion in card.get("suggestions", []):
+            if "uuid" in suggestion:
+                suggestion["uuid"] = UUID_MASK
+    return masked
+
+
+def expected_path(fixture: Path, hook: str) -> Path:
+    stem = fixture.name.removesuffix(".json")
+    if stem.endswith(f".{hook}"):
+        stem = stem.removesuffix(f".{hook}")
+    return fixture.parent.parent / "expected" / f"{stem}.{hook}.json"
+
+
+def replay(fixture: Path, hook: str | None = None, now: str | None = None) -> tuple[dict, str, int]:
+    """Run a fixture through the app in process: (response JSON, hook, HTTP status)."""
+    from . import create_app
+
+    data = json.loads(fixture.read_text(encoding="utf-8"))
+    if data.get("resourceType") == "Bundle":
+        request = request_from_bundle(data, hook or "patient-view")
+    else:
+        request = data
+    hook = request.get("hook", hook or "patient-view")
+    evaluated = now or (request.get("extension") or {}).get(FIXTURE_EXTENSION, {}).get("evaluatedAt")
+    instant = parse_now(evaluated) if evaluated else datetime.now(UTC)
+    settings = dataclasses.replace(Settings.from_env(), auth_mode="off", feedback_db="sqlite://",
+                                   demo_data=False)
+    app = create_app(settings, clock=lambda: instant)
+    response = app.test_client().post(f"/cds-services/{HOOK_SERVICE[hook]}", json=request)
+    return response.get_json(), hook, response.status_code
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    response, hook, status = replay(Path(args.file), args.hook, args.now)
+    text = json.dumps(response, indent=2, ensure_ascii=False)
+    if not args.check:
+        print(text)
+        return 0 if status == 200 else 1
+    golden = expected_path(Path(args.file), hook)
+    if not golden.exists():
+        print(f"no golden response at {golden}", file=sys.stderr)
+        return 2
+    expected = json.loads(golden.read_text(encoding="utf-8"))
+    actual = mask_uuids(response)
+    if actual == expected:
+        print(f"ok {args.file} ({hook})")
+        return 0
+    diff = difflib.unified_diff(json.dumps(expected, indent=2, ensure_ascii=False).splitlines(),
+                                json.dumps(actual, indent=2, ensure_ascii=False).splitlines(),
+                                str(golden), "replayed", lineterm="")
+    print("\n".join(diff))
+    return 1
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    bundle = json.loads(Path(args.bundle).read_text(encoding="utf-8"))
+    draft = json.loads(Path(args.draft_orders).read_text(encoding="utf-8")) if args.draft_orders else None
+    print(json.dumps(request_from_bundle(bundle, args.hook, draft, args.selection), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from werkzeug.serving import run_simple
+
+    from . import create_app
+
+    settings = Settings.from_env(demo=not args.no_demo_data)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    app = create_app(settings)
+    print(f"hcc-second-line-cds on http://{host}:{port}/cds-services"
+          + (f" — demo FHIR server at http://{host}:{port}/fhir" if settings.demo_data else ""), flush=True)
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+    return 0
+
+
+def _cmd_feedback_report(_args: argparse.Namespace) -> int:
+    from .db import make_engine, make_session_factory
+    from .feedback import feedback_report
+
+    settings = Settings.from_env()
+    print(feedback_report(make_session_factory(make_engine(settings.feedback_db))))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hcc-cds", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the service (with the embedded demo FHIR data by default)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-demo-data", action="store_true", help="start without the embedded patients")
+    serve.set_defaults(func=_cmd_serve)
+    rep = commands.add_parser("replay", help="run a fixture (patient Bundle or hook request) in process")
+    rep.add_argument("file")
+    rep.add_argument("--hook", choices=sorted(HOOK_SERVICE))
+    rep.add_argument("--now", help="evaluation time (ISO 8601); default: the fixture's recorded time")
+    rep.add_argument("--check", action="store_true", help="compare with the golden response")
+    rep.set_defaults(func=_cmd_replay)
+    rec = commands.add_parser("record", help="print a full-prefetch hook request for a patient Bundle")
+    rec.add_argument("bundle")
+    rec.add_argument("--hook", default="patient-view", choices=sorted(HOOK_SERVICE))
+    rec.add_argument("--draft-orders", help="a Bundle of draft orders (order-select/order-sign)")
+    rec.add_argument("--selection", action="append", help="selected order, e.g. MedicationRequest/1")
+    rec.set_defaults(func=_cmd_record)
+    report = commands.add_parser("feedback-report", help="acceptance and override rates per check and reason")
+    report.set_defaults(func=_cmd_feedback_report)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

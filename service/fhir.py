@@ -1,0 +1,344 @@
+"""Outbound FHIR client: prefetch-token substitution, the ``fhirServer`` allowlist, and bounded fetches.
+
+Library decision: this module uses a ``requests.Session`` — fhirclient's own HTTP layer — directly, because
+fhirclient 4.x's ``FHIRServer._get`` calls ``session.get(url, headers=headers)`` with no timeout and no
+streaming, and ``request_json`` reads the whole body, so neither timeouts nor a byte bound can be set per
+request through it.
+
+Every request carries ``Accept: application/fhir+json`` and, when a token is given, ``Authorization: Bearer``.
+Redirects are not followed (a 3xx is reported as ``HTTP 3xx``), so the token only goes to the allowed origin.
+Neither the token nor URLs (which hold patient ids) are logged or put into failure reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+import requests
+import urllib3
+from requests.auth import AuthBase
+
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+MAX_WORKERS = 8
+_CHUNK = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
+_KEEP_MODES = {None, "match", "include"}
+
+
+@dataclass
+class FetchOutcome:
+    """What :func:`fetch` got: resources per key, or a short clinician-safe reason per failed key."""
+
+    resources: dict[str, list[dict]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+# --- prefetch tokens -------------------------------------------------------------------------------------
+
+
+def _encode(value: str) -> str:
+    """URL-encode like JavaScript's ``encodeURIComponent`` (what the CDS Hooks sandbox does)."""
+    return quote(value, safe="-_.!~*'()")
+
+
+def _token_value(token: str, context: Mapping[str, object]) -> str | None:
+    if token.startswith("context."):
+        name = token[len("context."):]
+        if not name or "." in name:
+            return None
+        value = context.get(name)
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value) if isinstance(value, str | int | float) else None
+    resource_type = _USER_TOKENS.get(token)
+    user_id = context.get("userId")
+    if resource_type is None or not isinstance(user_id, str):
+        return None
+    parts = user_id.rstrip("/").split("/")
+    if len(parts) < 2 or parts[-2] != resource_type or not parts[-1]:
+        return None
+    return parts[-1]
+
+
+def substitute(template: str, context: Mapping[str, object]) -> str | None:
+    """Fill CDS Hooks prefetch tokens in ``template`` from the hook ``context``, URL-encoding each value.
+
+    ``{{context.x}}`` takes a root-level primitive context field; ``{{userPractitionerId}}``,
+    ``{{userPractitionerRoleId}}``, ``{{userPatientId}}`` and ``{{userRelatedPersonId}}`` take the id from
+    ``context.userId`` (``Practitioner/abc`` -> ``abc``). Returns None when any token cannot be resolved.
+    """
+    unresolved = False
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal unresolved
+        value = _token_value(match.group(1), context)
+        if value is None or value == "":
+            unresolved = True
+            return ""
+        return _encode(value)
+
+    result = _TOKEN.sub(replace, template)
+    return None if unresolved or "{{" in result or "}}" in result else result
+
+
+# --- allowlist ---------------------------------------------------------------------------------------------
+
+
+def _parse_base(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path without trailing "/") of an http(s) base URL, or None if unusable."""
+    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 32 or ch == "\\" for ch in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+        return None
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        return None
+    path = parts.path.rstrip("/")
+    if any(unquote(segment) in {".", ".."} for segment in path.split("/")):
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme], path
+
+
+def is_allowed(fhir_server: str, settings: Settings) -> bool:
+    """True when ``fhir_server`` is an http(s) URL under one of ``settings.fhir_allowlist``'s prefixes.
+
+    Prefixes match on scheme, host and port exactly and on the path at a "/" boundary; ``("*",)`` allows
+    any http(s) URL.
+    """
+    target = _parse_base(fhir_server)
+    if target is None:
+        return False
+    if "*" in settings.fhir_allowlist:
+        return True
+    for prefix in settings.fhir_allowlist:
+        allowed = _parse_base(prefix)
+        if allowed is None or allowed[:3] != target[:3]:
+            continue
+        if target[3] == allowed[3] or target[3].startswith(allowed[3] + "/"):
+            return True
+    return False
+
+
+# --- fetching ----------------------------------------------------------------------------------------------
+
+
+class _Bearer(AuthBase):
+    """Sets ``Authorization: Bearer`` on every request, or removes it without a token. Being an explicit
+    auth object it also stops requests from putting ~/.netrc credentials in its place."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        else:
+            request.headers.pop("Authorization", None)
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(<redacted>)"
+
+
+class _Failure(Exception):
+    """A key failed; ``str(exc)`` is the clinician-safe reason."""
+
+
+class _ByteBudget:
+    """Bytes left for all keys of one :func:`fetch` call (thread-safe)."""
+
+    def __init__(self, limit: int) -> None:
+        self._left = limit
+        self._lock = threading.Lock()
+
+    def left(self) -> int:
+        with self._lock:
+            return self._left
+
+    def take(self, n: int) -> None:
+        with self._lock:
+            self._left -= n
+            if self._left < 0:
+                raise _Failure("response too large")
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+        return None
+    return scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme]
+
+
+@dataclass
+class _Call:
+    """Shared state of one :func:`fetch` call."""
+
+    origin: tuple[str, str, int]
+    auth: _Bearer
+    settings: Settings
+    deadline: float
+    budget: _ByteBudget
+    stop: threading.Event
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0 or self.stop.is_set():
+            raise _Failure("timed out")
+        return left
+
+
+def _reason(exc: Exception) -> str:
+    """A clinician-safe reason for a network exception (never its message: that may hold the URL)."""
+    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+        return "TLS error"
+    # requests re-raises a body read timeout as ConnectionError(ReadTimeoutError)
+    if isinstance(exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError) or any(
+        isinstance(arg, urllib3.exceptions.TimeoutError) for arg in exc.args
+    ):
+        return "timed out"
+    if isinstance(exc, urllib3.exceptions.DecodeError | requests.exceptions.ContentDecodingError):
+        return "not JSON"
+    return "unreachable"
+
+
+def _get_json(session: requests.Session, url: str, call: _Call) -> object:
+    left = call.remaining()
+    timeout = (min(call.settings.fhir_connect_timeout, left), min(call.settings.fhir_read_timeout, left))
+    try:
+        with session.get(url, headers={"Accept": FHIR_JSON}, auth=call.auth, timeout=timeout,
+                         stream=True, allow_redirects=False) as r:
+            if not 200 <= r.status_code < 300:
+                raise _Failure(f"HTTP {r.status_code}")
+            length = r.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > call.budget.left():
+                raise _Failure("response too large")
+            # read1 (urllib3 >= 2) returns as soon as any bytes arrive, so a drip-fed body still meets the
+            # deadline; read(n) and iter_content() would block until n bytes came
+            read = getattr(r.raw, "read1", None) or r.raw.read
+            body = bytearray()
+            while chunk := read(_CHUNK, decode_content=True):
+                call.remaining()
+                call.budget.take(len(chunk))
+                body += chunk
+    except (OSError, urllib3.exceptions.HTTPError) as exc:  # requests' exceptions are OSErrors
+        raise _Failure(_reason(exc)) from exc
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise _Failure("not JSON") from exc
+
+
+def _next_link(bundle: dict) -> str | None:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"]
+    return None
+
+
+def _fetch_key(query: str, fhir_server: str, call: _Call) -> list[dict]:
+    """All resources for one query: a read, or every page of a search."""
+    resources: list[dict] = []
+    url = query if urlsplit(query).scheme else fhir_server.rstrip("/") + "/" + query.lstrip("/")
+    with requests.Session() as session:
+        for _page in range(max(call.settings.fhir_max_pages, 1)):
+            if _origin(url) != call.origin:
+                raise _Failure("next link on another host refused")
+            data = _get_json(session, url, call)
+            if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+                raise _Failure("not a FHIR resource")
+            if data["resourceType"] == "OperationOutcome":
+                raise _Failure("server returned OperationOutcome")
+            if data["resourceType"] != "Bundle":
+                return [data]
+            entries = data.get("entry", [])
+            if not isinstance(entries, list):
+                raise _Failure("malformed Bundle")
+            for entry in entries:
+                if not isinstance(entry, dict):
+                    continue
+                search = entry.get("search")
+                mode = search.get("mode") if isinstance(search, dict) else None
+                resource = entry.get("resource")
+                if (mode in _KEEP_MODES and isinstance(resource, dict)
+                        and resource.get("resourceType") != "OperationOutcome"):
+                    resources.append(resource)
+            next_url = _next_link(data)
+            if next_url is None:
+                return resources
+            url = urljoin(url, next_url)
+    raise _Failure("too many pages")
+
+
+def fetch(
+    queries: Mapping[str, str], fhir_server: str, access_token: str | None, settings: Settings
+) -> FetchOutcome:
+    """Run ``queries`` (key -> relative query, or an absolute ``next`` URL on ``fhir_server``'s origin)
+    concurrently against ``fhir_server`` and return what came back.
+
+    Follows Bundle ``next`` links on the same origin (at most ``settings.fhir_max_pages`` pages per key),
+    bounds each request by the connect/read timeouts, the whole call by ``settings.fhir_deadline`` seconds
+    and all bodies together by ``settings.fhir_max_bytes``. Never raises for network problems: a key that
+    fails is in ``failures`` with a short reason, never the token. A ``fhir_server`` that
+    :func:`is_allowed` refuses is not contacted (every key fails with "FHIR server not allowed").
+    """
+    deadline = time.monotonic() + settings.fhir_deadline
+    outcome = FetchOutcome()
+    if not queries:
+        return outcome
+    origin = _origin(fhir_server)
+    if origin is None or not is_allowed(fhir_server, settings):
+        outcome.failures = dict.fromkeys(queries, "FHIR server not allowed")
+        return outcome
+    budget = _ByteBudget(settings.fhir_max_bytes)
+    call = _Call(origin, _Bearer(access_token), settings, deadline, budget, threading.Event())
+    pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(queries)), thread_name_prefix="fhir-fetch")
+    futures = {key: pool.submit(_fetch_key, query, fhir_server, call) for key, query in queries.items()}
+    try:
+        wait(futures.values(), timeout=max(deadline - time.monotonic(), 0))
+    finally:
+        call.stop.set()  # unfinished workers stop at their next check; their sockets time out by the deadline
+        pool.shutdown(wait=False, cancel_futures=True)
+    for key, future in futures.items():
+        if not future.done() or future.cancelled():
+            outcome.failures[key] = "timed out"
+            continue
+        try:
+            outcome.resources[key] = future.result()
+        except _Failure as exc:
+            outcome.failures[key] = str(exc)
+        except Exception as exc:  # a bug must not break the hook call; no message (it could hold data)
+            log.error("FHIR fetch for key %s failed unexpectedly: %s", key, type(exc).__name__)
+            outcome.failures[key] = "request failed"
+    for key, reason in outcome.failures.items():
+        log.info("FHIR fetch for key %s failed: %s", key, reason)
+    return outcome

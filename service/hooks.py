@@ -1,0 +1,76 @@
+"""The CDS Hooks endpoints: discovery and the three services (service-contract.md §1).
+
+The web layer only validates, authenticates, gathers data and serialises; the decisions live in ``cards``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from cards.patient_view import evaluate
+
+from .auth import authenticate
+from .discovery import SERVICES, discovery_document
+from .errors import ServiceError
+from .feedback import record_issued_cards
+from .gather import gather
+from .validation import request_errors
+
+bp = Blueprint("hooks", __name__)
+
+
+def clock() -> datetime:
+    """The evaluation time: the wall clock, unless the app was built with a fixed one (replay, tests)."""
+    fixed: Callable[[], datetime] | None = current_app.extensions.get("hcc_cds_clock")
+    return fixed() if fixed else datetime.now(UTC)
+
+
+@bp.get("/cds-services")
+def discovery():
+    """CDS Hooks discovery: always 200, whatever Authorization header comes with it (contract §8)."""
+    return jsonify(discovery_document())
+
+
+def _read_request(service_hook: str) -> dict:
+    body = request.get_json(force=True, silent=True)
+    if body is None:
+        raise ServiceError(400, "request body must be a JSON object")
+    errors = request_errors(body)
+    if errors:
+        raise ServiceError(400, "invalid CDS Hooks request: " + "; ".join(errors[:5]))
+    if body["hook"] != service_hook:
+        raise ServiceError(400, f"this service answers the '{service_hook}' hook, not '{body['hook']}'")
+    return body
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str):
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise ServiceError(404, f"unknown CDS service '{service_id}'")
+    g.service_id = service.id
+    started = time.perf_counter()
+    authenticate()
+    body = _read_request(service.hook)
+    g.hook_instance = body["hookInstance"]
+    settings = current_app.config["HCC_CDS"]
+    gathered = gather(body, settings)
+    g.timings = {"gather_ms": round((time.perf_counter() - started) * 1000, 1)}
+    context = body["context"]
+    now = clock()
+    if service.hook == "patient-view":
+        cards = evaluate(gathered.resources, now, context["patientId"], current_days=settings.current_days,
+                         unavailable=gathered.unavailable).cards
+    else:
+        from cards.order_checks import evaluate_orders
+
+        cards = evaluate_orders(gathered.resources, now, context["patientId"], context["draftOrders"],
+                                context.get("selections") if service.hook == "order-select" else None,
+                                current_days=settings.current_days, unavailable=gathered.unavailable).cards
+    g.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    record_issued_cards(service.id, cards)
+    return jsonify({"cards": cards})
