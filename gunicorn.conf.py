@@ -42,3 +42,4 @@ accesslog = None  # the app logs one JSON line per request (service/logs.py)
 errorlog = "-"
 loglevel = os.environ.get("HCC_CDS_LOG_LEVEL", "info").lower()
 preload_app = False  # each worker opens its own database pool
+control_socket_disable = True  # gunicorn >= 25: no runtime control socket (read-only, non-root container)

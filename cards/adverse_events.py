@@ -118,8 +118,8 @@ def assess_adverse_events(record: PatientRecord, line: FirstLine, now: date) -> 
         when = parse_date(event.get("date")) or parse_date(event.get("detected"))
         concept = event.get("event")
         codes = [code for _s, code in codings(concept)]
-        label = concept_text(concept) or (codes[0] if codes else "adverse event")
         code = codes[0] if codes else "unspecified"
+        label = _irae_label(code) or _bev_label(code) or concept_text(concept) or "adverse event"
         source = f"AdverseEvent/{event.get('id', '?')}"
         severe = _ae_severe(event)
         if suspects & t.ICI_NAMES or (_manifestation(concept, _irae_label)

@@ -31,8 +31,9 @@ QUOTES: dict[str, str] = {
                  "function reserve because 12% of patients experienced treatment-related severe adverse events "
                  "(grade ≥ 3), and poor Child-Pugh class and ALBI (albumin-bilirubin) grade were significantly "
                  "associated with poor prognosis [32]."),
-    "R5": ("In particular, stereotactic body radiation therapy (SBRT) is an attractive LAT option for oligoprogression because not only can it be performed with no or "
-           "minimal interruption of ICI therapy, but it also has the potential for immune stimulation [39]."),
+    "R5": ("In particular, stereotactic body radiation therapy (SBRT) is an attractive LAT option for "
+           "oligoprogression because not only can it be performed with no or minimal interruption of ICI "
+           "therapy, but it also has the potential for immune stimulation [39]."),
     "R5-definition": ("Although there is no strict definition of oligoprogression, disease progression of 3–5 "
                       "lesions in 1–3 organs after achieving at least stable disease of other sites for a minimum "
                       "of 3 months on ICIs is generally suggested as a definition [43, 44]."),

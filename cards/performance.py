@@ -8,7 +8,6 @@ interpretation). Karnofsky 89243-0 mapped with the standard (oBDS/MII) table: 90
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from datetime import date
 
 from . import terminology as t

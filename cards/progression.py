@@ -193,7 +193,8 @@ def assess_progression(record: PatientRecord, line: FirstLine) -> Progression:
     progressing = [lesion for lesion in lesions if lesion.progressing]
     for lesion in progressing:
         kind = "new lesion" if lesion.new else "growing lesion"
-        evidence.append((lesion.progression_date, f"{kind} in {lesion.organ} ({lesion.progression_date})"))
+        named = f": {lesion.label}" if lesion.label not in {lesion.organ, "lesion"} else ""
+        evidence.append((lesion.progression_date, f"{kind} in {lesion.organ}{named} ({lesion.progression_date})"))
 
     dates = [when for when, _ in evidence if when]
     documented = bool(evidence)

@@ -27,6 +27,8 @@ _TOPICS = {
 }
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 UuidFactory = Callable[[], str]
+_SUMMARY_LABELS = {"ici-retrial-nivolumab-ipilimumab": "ICI retrial (nivolumab + ipilimumab)",
+                   "sbrt-vascular-invasion": "SBRT to new vascular invasion + systemic therapy"}
 
 
 def new_uuid() -> str:
@@ -119,10 +121,14 @@ def _summary(a: Assessment, rec: Recommendation) -> str:
     if rec.rules_fired.count("R3") and rec.rules_fired.count("R4"):
         text = "No systemic option preferred: prior irAE and bevacizumab-type event; discuss local therapy/BSC/trials"
     else:
-        dose = ""
-        if lead.code == "tki-lenvatinib" and lead.dose and lead.dose[0].isdigit() and "if" not in lead.dose:
-            dose = " " + lead.dose.split(" once")[0] + "/day"
-        text = f"{lead.label}{dose} {lead.strength}: {rec.reason}"
+        label = _SUMMARY_LABELS.get(lead.code, lead.label)
+        if lead.code == "tki-lenvatinib" and lead.dose:
+            label += " (dose by weight)" if "if" in lead.dose else " " + lead.dose.split(" once")[0] + "/day"
+        if lead.strength == "preferred":
+            text = f"{label} preferred: {rec.reason}"
+        else:
+            label = label if label.startswith("ICI") else label[0].lower() + label[1:]
+            text = f"{lead.strength.capitalize()} {label}: {rec.reason}"
     extras = []
     if "R1" in rec.rules_fired:
         extras.append(f"ECOG {a.performance.value}, weigh BSC")

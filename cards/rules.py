@@ -213,7 +213,7 @@ def _r3_r4_adverse_events(a: Assessment, rec: Recommendation) -> bool:
         rec.add(Option("ici-retrial-nivolumab-ipilimumab", "avoid", f"Prior immune-related adverse event "
                        f"({irae_text}); irAEs are more frequent with combined ICIs.", ("R3", "ici-combination"),
                        DOSES["ici-retrial-nivolumab-ipilimumab"]))
-        rec.reason = f"prior immune-related {irae[0].label} on {line.regimen}"
+        rec.reason = f"prior immune-related {irae[0].label} on {line.regimen}; avoid ICI retrial"
         return True
     if bev:
         grade = a.albi.current_grade
@@ -232,7 +232,8 @@ def _r3_r4_adverse_events(a: Assessment, rec: Recommendation) -> bool:
                        ("R4", "R4-liver", "ici-combination"), DOSES["ici-retrial-nivolumab-ipilimumab"]))
         why = f"Prior bevacizumab-type event ({bev_text}): bleeding risk with anti-VEGF TKIs."
         _tki_options(a, "caution", "caution", "caution", why, ("R4",), rec)
-        rec.reason = f"{bev[0].label} on {line.regimen}" + (", ALBI grade 1" if strength == "preferred" else "")
+        rec.reason = (f"{bev[0].label} on {line.regimen}" + (", ALBI grade 1" if strength == "preferred" else "")
+                      + "; TKIs with caution")
         return True
     return False
 
@@ -260,7 +261,7 @@ def _r6_vascular_invasion(a: Assessment, rec: Recommendation) -> None:
                        "New vascular invasion after ICI start: SBRT (or other LRT) to the tumour thrombus combined "
                        "with systemic therapy.", ("R6",)))
         rec.warnings.append("New vascular invasion carried HR 2.15 for OS after ICI failure.")
-        rec.reason = rec.reason or "new vascular invasion after ICI start"
+        rec.reason = rec.reason or "new vascular invasion after ICI (HR 2.15 for OS)"
 
 
 def _r7_default(a: Assessment, rec: Recommendation) -> None:

@@ -99,10 +99,8 @@ def replay(fixture: Path, hook: str | None = None, now: str | None = None) -> tu
     from . import create_app
 
     data = json.loads(fixture.read_text(encoding="utf-8"))
-    if data.get("resourceType") == "Bundle":
-        request = request_from_bundle(data, hook or "patient-view")
-    else:
-        request = data
+    is_bundle = data.get("resourceType") == "Bundle"
+    request = request_from_bundle(data, hook or "patient-view") if is_bundle else data
     hook = request.get("hook", hook or "patient-view")
     evaluated = now or (request.get("extension") or {}).get(FIXTURE_EXTENSION, {}).get("evaluatedAt")
     instant = parse_now(evaluated) if evaluated else datetime.now(UTC)

@@ -68,7 +68,9 @@ def init_app(app: Flask) -> None:
     def _preflight() -> Response | None:
         if not _is_preflight():
             return None
-        return _apply(Response(status=204), preflight=True)
+        response = Response(status=204)
+        response.headers.pop("Content-Type", None)
+        return _apply(response, preflight=True)
 
     # Answer preflights before any other app-level before_request hook (e.g. one that authenticates),
     # right after the logging hook that stamps the request id.

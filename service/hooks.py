@@ -66,11 +66,14 @@ def call_service(service_id: str):
         cards = evaluate(gathered.resources, now, context["patientId"], current_days=settings.current_days,
                          unavailable=gathered.unavailable).cards
     else:
-        from cards.order_checks import evaluate_orders
+        from cards.order_checks import OrderContextError, evaluate_orders
 
-        cards = evaluate_orders(gathered.resources, now, context["patientId"], context["draftOrders"],
-                                context.get("selections") if service.hook == "order-select" else None,
-                                current_days=settings.current_days, unavailable=gathered.unavailable).cards
+        try:
+            cards = evaluate_orders(gathered.resources, now, context["patientId"], context["draftOrders"],
+                                    context.get("selections") if service.hook == "order-select" else None,
+                                    current_days=settings.current_days, unavailable=gathered.unavailable).cards
+        except OrderContextError as exc:
+            raise ServiceError(400, f"invalid order context: {exc}") from exc
     g.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     record_issued_cards(service.id, cards)
     return jsonify({"cards": cards})

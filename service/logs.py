@@ -104,9 +104,9 @@ def configure_logging(level: str = "INFO") -> logging.Logger:
         handler.setFormatter(JsonFormatter())
         handler._hcc_cds = True  # type: ignore[attr-defined]
         log.addHandler(handler)
-    # Our handler writes the lines; propagating would print them twice wherever the root logger has a
-    # handler (e.g. a CLI that called logging.basicConfig).
-    log.propagate = False
+    # Records keep propagating (child loggers such as ``hcc_cds.fhirstore`` and pytest's caplog rely on it).
+    # gunicorn and the Werkzeug server put no handler on the root logger, so each line is written once.
+    log.propagate = True
     return log
 
 
@@ -124,6 +124,11 @@ def log_event(event: str, *, level: int = logging.INFO, **fields: Any) -> None:
 def init_app(app: Flask) -> None:
     settings = app.config.get("HCC_CDS")
     configure_logging(getattr(settings, "log_level", "INFO"))
+    # The Werkzeug development server (hcc-cds serve) logs every request line with its query string, which
+    # can carry patient ids; our JSON access line replaces it. Its warnings and errors still show.
+    werkzeug_log = logging.getLogger("werkzeug")
+    if werkzeug_log.level == logging.NOTSET:
+        werkzeug_log.setLevel(logging.WARNING)
 
     @app.before_request
     def _start_request() -> None:

@@ -277,3 +277,8 @@ def test_cors_origins_from_env(tmp_path):
     assert settings.cors_origins == (ALLOWED, SANDBOX)
     c = create_app(settings).test_client()
     assert c.get("/healthz", headers={"Origin": SANDBOX}).headers["Access-Control-Allow-Origin"] == SANDBOX
+
+
+def test_preflight_has_no_body_type(client):
+    response = preflight(client, "/cds-services")
+    assert "Content-Type" not in response.headers

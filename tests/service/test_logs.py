@@ -185,3 +185,7 @@ def test_single_handler_after_many_apps(tmp_path):
         create_app(Settings(feedback_db=f"sqlite:///{tmp_path}/h{i}.sqlite3"))
     handlers = [h for h in logging.getLogger("hcc_cds").handlers if getattr(h, "_hcc_cds", False)]
     assert len(handlers) == 1
+
+
+def test_dev_server_request_lines_with_query_strings_are_silenced(app):
+    assert logging.getLogger("werkzeug").getEffectiveLevel() >= logging.WARNING
