@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from . import terminology as t
-from .record import PatientRecord, codings, concept_text, parse_date
+from .record import PatientRecord, codings, concept_text, list_of, parse_date
 
 REGIMEN_WINDOW = timedelta(days=28)  # partners starting within 4 weeks of the first ICI belong to the course
 ADMINISTRATION_ACTIVE_WINDOW = timedelta(days=42)  # a course given by administrations is open this long after
@@ -41,8 +41,8 @@ def identify_drugs(concept: object, text: str = "") -> set[t.Drug]:
 def _displays(concept: object) -> list[str]:
     if not isinstance(concept, dict):
         return []
-    return [c["display"] for c in concept.get("coding") or () if isinstance(c, dict) and isinstance(
-        c.get("display"), str)]
+    return [c["display"] for c in list_of(concept.get("coding"))
+            if isinstance(c, dict) and isinstance(c.get("display"), str)]
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ _LIST_ELEMENTS = ("identifier", "instantiatesCanonical", "instantiatesUri", "bas
 _ESSENTIAL = {"resourceType", "id", "status", "intent", "subject", "medicationCodeableConcept",
               "medicationReference", "dosageInstruction"}
 _MR_STATUS = {"active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft", "unknown"}
+_MR_PRIORITY = ("routine", "urgent", "asap", "stat")
 _MR_INTENT = {"proposal", "plan", "order", "original-order", "reflex-order", "filler-order", "instance-order",
               "option"}
 
@@ -152,8 +153,8 @@ def _selected(resources: list[dict], selections: object) -> list[dict]:
 
 def _medication(resource: dict, drafts: list[dict], record: PatientRecord) -> tuple[set[t.Drug], str, list[str]]:
     """(drugs, label, texts naming the product strength) from medicationCodeableConcept or medicationReference."""
-    concept = resource.get("medicationCodeableConcept")
-    if isinstance(concept, dict):
+    concept = _clean_concept(resource.get("medicationCodeableConcept"))
+    if concept is not None:
         return identify_drugs(concept), concept_text(concept), _concept_texts(concept)
     reference = resource.get("medicationReference")
     if not isinstance(reference, dict):
@@ -162,11 +163,12 @@ def _medication(resource: dict, drafts: list[dict], record: PatientRecord) -> tu
     medication = _resolve_medication(reference, resource, drafts, record)
     if medication is None:
         return identify_drugs(None, display), display, [display]
-    code = medication.get("code")
+    code = _clean_concept(medication.get("code"))
     drugs = identify_drugs(code, display)
-    for ingredient in medication.get("ingredient") or ():
+    ingredients = medication.get("ingredient")
+    for ingredient in ingredients if isinstance(ingredients, list) else ():
         if isinstance(ingredient, dict):
-            drugs |= identify_drugs(ingredient.get("itemCodeableConcept"))
+            drugs |= identify_drugs(_clean_concept(ingredient.get("itemCodeableConcept")))
     return drugs, concept_text(code) or display, [*_concept_texts(code), display]
 
 
@@ -188,6 +190,20 @@ def _resolve_medication(reference: dict, resource: dict, drafts: list[dict],
                 return draft
         return record.resolve({"reference": f"Medication/{parts[-1]}"})
     return None
+
+
+def _clean_concept(concept: object) -> dict | None:
+    """A CodeableConcept reduced to well-typed text and codings (drafts are not validated)."""
+    if not isinstance(concept, dict):
+        return None
+    clean: dict = {}
+    if isinstance(concept.get("text"), str):
+        clean["text"] = concept["text"]
+    codings = concept.get("coding")
+    if isinstance(codings, list):
+        clean["coding"] = [{key: c[key] for key in ("system", "code", "display") if isinstance(c.get(key), str)}
+                           for c in codings if isinstance(c, dict)]
+    return clean
 
 
 def _concept_texts(concept: object) -> list[str]:
@@ -219,7 +235,7 @@ def _daily_factor(dosage: dict) -> float | None:
         frequency = _number(repeat.get("frequency", 1))
         period = _number(repeat.get("period", 1))
         unit = repeat.get("periodUnit", repeat.get("periodUnits", "d"))
-        if frequency is None or period is None or unit not in _PERIOD_DAYS:
+        if frequency is None or period is None or not isinstance(unit, str) or unit not in _PERIOD_DAYS:
             return None
         return frequency / (period * _PERIOD_DAYS[unit])
     text = dosage.get("text") if isinstance(dosage.get("text"), str) else ""
@@ -270,7 +286,9 @@ def read_draft_orders(resources: list[dict], evaluated: list[dict], record: Pati
     orders: list[DraftOrder] = []
     seen: set[str] = set()
     for resource in evaluated:
-        if resource.get("resourceType") != "MedicationRequest" or resource.get("status") in _EXCLUDED_STATUS:
+        status = resource.get("status")
+        if resource.get("resourceType") != "MedicationRequest" or (isinstance(status, str)
+                                                                   and status in _EXCLUDED_STATUS):
             continue
         reference = _reference(resource)
         if reference and reference in seen:
@@ -396,8 +414,8 @@ def _poor_status(a: Assessment, order: DraftOrder) -> _Finding | None:
     data, quotes, problems = [], [], []
     perf = a.performance
     if perf.value is not None:
-        origin = f"Karnofsky {perf.karnofsky} mapped to ECOG" if perf.source == "karnofsky" else "ECOG"
-        data.append(f"Performance status: ECOG {perf.value} ({origin}), {_when(perf.date)} ({perf.status})")
+        origin = f" (Karnofsky {perf.karnofsky} mapped to ECOG)" if perf.source == "karnofsky" else ""
+        data.append(f"Performance status: ECOG {perf.value}{origin}, {_when(perf.date)} ({perf.status})")
     if a.albi.score is not None:
         data.append(f"ALBI: {a.albi.score:.2f}, grade {a.albi.grade} (bilirubin {a.albi.bilirubin_umol_per_l:.1f} "
                     f"µmol/L, albumin {a.albi.albumin_g_per_l:.1f} g/L), {_when(a.albi.date)} ({a.albi.status})")
@@ -408,13 +426,17 @@ def _poor_status(a: Assessment, order: DraftOrder) -> _Finding | None:
         problems.append(f"ALBI grade {grade}")
         quotes.append(_quote("R2"))
     found = " and ".join(problems)
+    why = []
+    if poor_ecog:
+        why.append("poor performance status (ECOG ≥ 2) carried HR 2.04 for OS")
+    if poor_albi:
+        why.append("poor liver function (ALBI grade 3) carried HR 1.51 for OS (univariate only)")
     return _Finding(
         "poor-status", "warning",
         f"{_title(order.drugs)} ordered with {found}: weigh best supportive care against further treatment "
         f"({'/'.join(r for r, p in (('R1', poor_ecog), ('R2', poor_albi)) if p)})",
-        f"Systemic therapy is ordered with {found} at progression. Poor performance status (HR 2.04 for OS) and "
-        "poor liver function (HR 1.51, univariate only) predict poor survival after ICI failure; weigh the "
-        "risk-benefit balance and best supportive care.",
+        f"Systemic therapy is ordered with {found} at progression after ICI failure: {'; '.join(why)}. Weigh "
+        "the risk-benefit balance of further treatment against best supportive care.",
         data, quotes,
         ["Thresholds ECOG ≥ 2 and ALBI grade 3 are [derived]: not stated as cut-offs in the paper; configurable."])
 
@@ -462,8 +484,8 @@ def _prior_ctla4(a: Assessment, order: DraftOrder, all_orders: list[DraftOrder])
     prior = ", ".join(d.name for d in t.DRUGS if d.anti_ctla4 and d.name in line.drugs)
     return _Finding(
         "prior-ctla4", "info",
-        f"{regimen} after first-line anti-CTLA-4 ({line.regimen}): ICI-retrial evidence (after anti-PD-(L)1 "
-        "only) does not cover it",
+        f"{regimen} after first-line anti-CTLA-4 ({line.regimen}): retrial evidence (after anti-PD-(L)1 only) "
+        "does not apply",
         f"The evidence for ipilimumab-based ICI retrial comes from patients whose first line was anti-PD-(L)1 only "
         f"(Wong et al., Roessler et al.); this patient's first line already contained anti-CTLA-4 ({prior}), so "
         "that rationale does not apply. Consider TKI, local therapy or a clinical trial.",
@@ -544,7 +566,7 @@ def _r4_errors(resource: dict) -> list[str] | None:
                 return None
             elements.append(loc[0])
         return list(dict.fromkeys(elements))
-    except (ValueError, TypeError):
+    except Exception:  # any other failure of the model library: no automatic rewrite
         return None
     return []
 
@@ -560,10 +582,12 @@ def updated_order(draft: dict, patient_id: str, mg: int) -> dict | None:
     for key in _LIST_ELEMENTS:
         if key in resource and not isinstance(resource[key], list):
             resource[key] = [resource[key]]
-    if resource.get("status") not in _MR_STATUS:
+    if not isinstance(resource.get("status"), str) or resource["status"] not in _MR_STATUS:
         resource["status"] = "draft"
-    if resource.get("intent") not in _MR_INTENT:
+    if not isinstance(resource.get("intent"), str) or resource["intent"] not in _MR_INTENT:
         resource["intent"] = "order"
+    if "priority" in resource and resource["priority"] not in _MR_PRIORITY:  # required binding, unchecked by the model
+        del resource["priority"]
     subject = resource.get("subject")
     if not isinstance(subject, dict) or not isinstance(subject.get("reference"), str):
         resource["subject"] = {"reference": f"Patient/{patient_id}"}
@@ -595,7 +619,7 @@ def _card(finding: _Finding, order: DraftOrder, a: Assessment, new_id: UuidFacto
     lines = [f"**Order check: {md(finding.check)}** — draft {md(target)}: {md(order.label)}",
              f"**Why:** {finding.reason}",
              "**Patient data**\n" + "\n".join(f"- {line}" for line in finding.data),
-             "**Evidence**\n" + "\n".join(finding.quotes)]
+             "**Evidence**\n\n" + "\n\n".join(finding.quotes)]
     caveats = [*finding.caveats]
     if a.unavailable:
         caveats.append("Not readable from the EHR: " + md(", ".join(a.unavailable)) + "; a check may be missing.")

@@ -45,13 +45,18 @@ def parse_date(value: object) -> date | None:
         return None
 
 
+def list_of(value: object) -> list:
+    """A FHIR repeating element read defensively: the list, or empty when absent or mistyped."""
+    return value if isinstance(value, list) else []
+
+
 def codings(concept: object) -> Iterator[tuple[str, str]]:
     """(system, code) pairs of a CodeableConcept (or a list of them); ICD-10-CM codes normalised."""
     concepts = concept if isinstance(concept, list) else [concept]
     for item in concepts:
         if not isinstance(item, dict):
             continue
-        for coding in item.get("coding") or ():
+        for coding in list_of(item.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 system = coding.get("system") or ""
                 code = coding["code"].strip()
@@ -69,7 +74,7 @@ def concept_text(concept: object) -> str:
         return ""
     if isinstance(concept.get("text"), str):
         return concept["text"]
-    for coding in concept.get("coding") or ():
+    for coding in list_of(concept.get("coding")):
         if isinstance(coding, dict) and isinstance(coding.get("display"), str):
             return coding["display"]
     return ""
@@ -137,8 +142,12 @@ class PatientRecord:
         ok = True
         if module:
             model = getattr(import_module(f"fhir.resources.R4B.{module}"), rtype)
+            candidate = resource
+            if rtype == "Observation" and "status" not in resource:
+                # clinical-rules.md §1: an absent Observation status counts like "final"
+                candidate = {**resource, "status": "final"}
             try:
-                model.model_validate(resource)
+                model.model_validate(candidate)
             except (ValidationError, ValueError, TypeError) as exc:
                 ok = False
                 first = exc.errors()[0] if isinstance(exc, ValidationError) and exc.errors() else {}
@@ -170,16 +179,16 @@ class PatientRecord:
     def observations(self, codes: Iterable[str], system: str = t.LOINC) -> list[dict]:
         """Countable Observations (final/amended/corrected or no status) with a code, newest first.
 
-        Candidates are filtered on the raw dicts first; only matching ones are validated.
+        Candidates are filtered on their (defensively read) codes first; only matching ones are validated,
+        and nothing else is read from a resource before it has passed validation.
         """
         wanted = set(codes)
         found = []
         for obs in self._by_type.get("Observation", ()):
-            if obs.get("status", "final") not in _OBSERVATION_OK:
-                continue
             if not has_code(obs.get("code"), system, wanted) or not self.valid(obs):
                 continue
-            found.append(obs)
+            if obs.get("status", "final") in _OBSERVATION_OK:
+                found.append(obs)
         found.sort(key=lambda o: observation_date(o) or date.min, reverse=True)
         return found
 

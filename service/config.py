@@ -94,6 +94,8 @@ class Settings:
                 fhir_connect_timeout=float(get("FHIR_CONNECT_TIMEOUT", 1.0)),
                 fhir_read_timeout=float(get("FHIR_READ_TIMEOUT", 2.0)),
                 fhir_deadline=float(get("FHIR_DEADLINE", 4.0)),
+                fhir_max_bytes=int(get("FHIR_MAX_BYTES", 20 * 1024 * 1024)),
+                fhir_max_pages=int(get("FHIR_MAX_PAGES", 50)),
                 log_level=str(get("LOG_LEVEL", "INFO")).upper(),
             )
         except (TypeError, ValueError) as exc:
