@@ -317,6 +317,11 @@ def _when(value: date | None) -> str:
     return value.isoformat() if value else "date unknown"
 
 
+def _plain(text: object) -> str:
+    """Record text for a summary (plain text, not Markdown): one line, no HTML angle brackets."""
+    return " ".join(str(text).replace("<", " ").replace(">", " ").split())
+
+
 def _quote(key: str) -> str:
     return f"> “{QUOTES[key]}” ({SHORT_CITATION})"
 
@@ -347,7 +352,7 @@ def _irae_ici(a: Assessment, order: DraftOrder, evaluated: list[DraftOrder]) -> 
     irae = a.adverse_events.immune_related if a.adverse_events else ()
     if not icis or not irae:
         return None
-    first = irae[0]
+    first = next((f for f in irae if f.code in t.IRAE_ICD10), irae[0])  # a coded event names it best
     severe = any(f.severe for f in irae)
     data = [f"Immune-related adverse event: {md(f.label)} ({md(f.code)}{', severe' if f.severe else ''}), "
             f"{_when(f.date)} ({md(f.source)})" for f in irae]
@@ -357,7 +362,8 @@ def _irae_ici(a: Assessment, order: DraftOrder, evaluated: list[DraftOrder]) -> 
         quotes.append(_quote("ici-combination"))
     return _Finding(
         "irae-ici", "warning",
-        f"{_title(icis)} ordered after {'severe ' if severe else ''}immune-related {first.label} ({first.code}) on "
+        f"{_title(icis)} ordered after {'severe ' if severe else ''}immune-related {_plain(first.label)} "
+        f"({_plain(first.code)}) on "
         f"first-line ICI: a switch to TKI is preferred (R3)",
         f"An immune checkpoint inhibitor is ordered although the patient had an immune-related adverse event on "
         f"first-line ICI-based therapy. The paper prefers a switch to a TKI (lenvatinib first) and advises "
@@ -392,10 +398,12 @@ def _bev_event(a: Assessment, order: DraftOrder) -> _Finding | None:
         alternative = ("Retrial of ICI-based therapy without TKI is the paper's alternative, but only with good "
                        "liver function reserve (ALBI grade 1 [derived]); "
                        + (f"current ALBI grade is {grade}." if grade else "no current ALBI."))
-    event = events[0]
+    event = next((f for f in events if f.code in t.BEV_EVENT_ICD10
+                  or f.code.startswith(tuple(t.BEV_EVENT_ICD10_PREFIXES))), events[0])
     return _Finding(
         "bev-event-antivegf", "warning",
-        f"{_title(vegf)} ordered after {event.label} ({event.code}) on bevacizumab: anti-VEGF bleeding risk, "
+        f"{_title(vegf)} ordered after {_plain(event.label)} ({_plain(event.code)}) on bevacizumab: anti-VEGF "
+        "bleeding risk, "
         f"ICI retrial without TKI preferred (R4)",
         f"An anti-VEGF agent is ordered although the patient had a bevacizumab-type event (bleeding, thrombosis "
         f"or perforation) during first-line {line.regimen}; anti-VEGF TKIs and antibodies carry the same risk. "
@@ -571,14 +579,40 @@ def _r4_errors(resource: dict) -> list[str] | None:
     return []
 
 
+def _pruned(value: object) -> object:
+    """The value without null or empty members (FHIR JSON and CDS Hooks 2.0 §Use of JSON allow neither).
+
+    A primitive-extension array (``_given``) that holds a null placeholder is dropped whole: removing the
+    placeholder would shift it onto the wrong value.
+    """
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            if key.startswith("_") and isinstance(item, list) and None in item:
+                continue
+            pruned = _pruned(item)
+            if pruned is not None:
+                result[key] = pruned
+        return result or None
+    if isinstance(value, list):
+        items = [p for p in (_pruned(item) for item in value) if p is not None]
+        return items or None
+    if value is None or value == "":
+        return None
+    return value
+
+
 def updated_order(draft: dict, patient_id: str, mg: int) -> dict | None:
     """The whole draft MedicationRequest with the dose rewritten, repaired to validate as R4 (or None).
 
     Keeps id, subject, status, intent and the medication; wraps objects sent where R4 has a list (the sandbox's
     ``category``/``reasonCode``), adds ``intent`` "order" and ``subject`` when missing, replaces
-    ``dosageInstruction`` with ``mg`` orally once daily. Other elements that still fail R4 are dropped.
+    ``dosageInstruction`` with ``mg`` orally once daily. Null and empty members are removed; other elements
+    that still fail R4 are dropped.
     """
-    resource = copy.deepcopy(draft)
+    resource = _pruned(copy.deepcopy(draft))
+    if not isinstance(resource, dict):
+        return None
     for key in _LIST_ELEMENTS:
         if key in resource and not isinstance(resource[key], list):
             resource[key] = [resource[key]]

@@ -135,17 +135,23 @@ def _lesions(record: PatientRecord, start: date) -> tuple[list[Lesion], list[Pro
 
 
 def _hyperprogression(lesions: list[Lesion], start: date, progression_date: date | None) -> tuple[str, float | None]:
-    """Kato-style: progression < 60 days after ICI start and > 50 % rise in the sum of longest dimensions."""
+    """Kato-style: progression < 60 days after ICI start and > 50 % rise in the sum of longest dimensions.
+
+    The tumour burden is compared at the progression scan (the first post-ICI scan on or after the progression
+    date; without progression, the latest scan) against the last pre-ICI measurement of each lesion.
+    """
     baseline = {lesion.key: [p for p in lesion.measurements if p[0] <= start][-1][1]
                 for lesion in lesions if any(p[0] <= start for p in lesion.measurements)}
     post_dates = sorted({p[0] for lesion in lesions for p in lesion.measurements if p[0] > start})
     if not baseline or not post_dates:
         return "not-assessable", None
-    first_post = post_dates[0]
-    post_sum = sum(size for lesion in lesions for when, size in lesion.measurements if when == first_post)
-    measured_baseline = {lesion.key for lesion in lesions if lesion.key in baseline
-                         and any(when == first_post for when, _ in lesion.measurements)}
-    base_sum = sum(baseline[key] for key in measured_baseline)
+    at_or_after = [d for d in post_dates if progression_date and d >= progression_date]
+    compared = at_or_after[0] if at_or_after else post_dates[-1]
+    post_sum = 0.0
+    for lesion in lesions:
+        sizes = [size for when, size in lesion.measurements if start < when <= compared]
+        post_sum += sizes[-1] if sizes else 0.0
+    base_sum = sum(baseline.values())
     if base_sum <= 0:
         return "not-assessable", None
     change = post_sum / base_sum - 1

@@ -108,7 +108,7 @@ def _options_section(rec: Recommendation) -> str:
     out, shown = [], set()
     for number, option in enumerate(rec.options, 1):
         dose = f" — {option.dose}" if option.dose else ""
-        out.append(f"{number}. **{option.label}** — *{option.strength}*{dose}  \n   {option.rationale}")
+        out.append(f"{number}. **{option.label}** — *{option.strength}*{dose}  \n   {md(option.rationale)}")
         for key in option.evidence:
             if key not in shown:
                 shown.add(key)
@@ -153,7 +153,7 @@ def second_line_card(a: Assessment, rec: Recommendation, new_id: UuidFactory = n
         _options_section(rec),
     ]
     if rec.warnings:
-        parts.append("**Warnings**\n" + "\n".join(f"- {w}" for w in rec.warnings))
+        parts.append("**Warnings**\n" + "\n".join(f"- {md(w)}" for w in rec.warnings))
     caveats = [
         *rec.caveats,
         "Thresholds marked [derived] (ECOG ≥ 2, ALBI grade 3, ALBI grade 1 for ICI retrial, oligoprogression "

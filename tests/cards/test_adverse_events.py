@@ -175,3 +175,11 @@ def test_adverse_event_with_bevacizumab_suspect_is_bevacizumab_event():
     result = events(event)
     assert bev_codes(result) == ["K92.2"]
     assert irae_codes(result) == []
+
+
+def test_adverse_event_with_irae_code_in_window_without_suspect_is_irae():
+    assert irae_codes(events(b.adverse_event("J70.2", "2025-12-01"))) == ["J70.2"]
+
+
+def test_adverse_event_with_irae_code_outside_window_without_suspect_is_not_irae():
+    assert irae_codes(events(b.adverse_event("J70.2", WINDOW_FIRST_DAY_OUT))) == []

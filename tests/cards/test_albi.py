@@ -247,3 +247,17 @@ def test_no_trend_when_values_never_share_a_date():
     result = assess(b.bilirubin(1.2, "mg/dL", b.ago(3)), b.albumin(3.5, "g/dL", b.ago(3)),
                     b.bilirubin(0.6, "mg/dL", b.ago(40)), b.albumin(4.2, "g/dL", b.ago(41)))
     assert result.trend == ()
+
+
+def test_future_dated_value_is_not_used():
+    result = assess(b.bilirubin(3.0, "mg/dL", b.ago(-5)), b.bilirubin(1.2, "mg/dL", b.ago(3)),
+                    b.albumin(3.5, "g/dL", b.ago(3)))
+    assert abs(result.score - (-2.1090)) < TOL
+    assert any(p.concept == "bilirubin" and p.kind == "implausible" for p in result.problems)
+
+
+def test_category_does_not_select_data():
+    obs = b.albumin(3.5, "g/dL", b.ago(3))
+    obs["category"] = [b.concept("vital-signs", "http://terminology.hl7.org/CodeSystem/observation-category")]
+    result = assess(b.bilirubin(1.2, "mg/dL", b.ago(3)), obs)
+    assert abs(result.score - (-2.1090)) < TOL

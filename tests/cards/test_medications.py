@@ -189,3 +189,18 @@ def test_entered_in_error_ignored():
                    b.med_statement("atezolizumab", "2026-01-10"))
     assert line.start == date(2026, 1, 10)
     assert line.drugs == ("atezolizumab",)
+
+
+def test_statement_start_falls_back_to_date_asserted():
+    statement = b.med_statement("atezolizumab", None, status="active", date_asserted="2026-02-03")
+    assert line_of(statement).start == date(2026, 2, 3)
+
+
+def test_medication_administrations_make_a_course():
+    def administration(when):
+        return {"resourceType": "MedicationAdministration", "id": f"ma-{when}", "status": "completed",
+                "medicationCodeableConcept": b.rxnorm("1792776"), "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": when}
+    line = line_of(administration("2026-01-10"), administration("2026-01-31"), administration("2026-02-21"))
+    assert line.start == date(2026, 1, 10)
+    assert line.ici_end == date(2026, 2, 21)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cards import terminology
 from cards.order_checks import OrderContextError, evaluate_orders, read_dose, updated_order
@@ -261,6 +263,11 @@ def test_update_drops_unrepairable_optional_elements_but_keeps_the_order():
     MedicationRequest.model_validate(resource)
     assert "authoredOn" not in resource and "priority" not in resource and resource["id"] == "len-9"
     assert updated_order(draft("bad id!", "lenvatinib", mg=12), "p1", 8) is None  # the id cannot change
+    # null and empty members pass the model but not FHIR JSON / CDS Hooks "no null or empty" (checklist A3)
+    sparse = updated_order(draft("len-10", "lenvatinib", mg=12, note=[], reasonCode=None, category={},
+                                 dispenseRequest={"numberOfRepeatsAllowed": None}), "p1", 8)
+    assert sparse is not None and null_or_empty_paths(sparse) == []
+    assert not {"note", "reasonCode", "category", "dispenseRequest"} & set(sparse)
 
 
 def test_draft_without_id_gets_a_card_but_no_update():
@@ -458,7 +465,52 @@ def test_cards_are_ordered_warnings_first_and_uuids_come_from_the_factory():
     assert len(set(ids)) == 5 and all(i.startswith("00000000-0000-0000-0000-") for i in ids)
 
 
+def test_injected_adverse_event_text_is_escaped():
+    def add_event(resources):
+        resources.append({
+            "resourceType": "AdverseEvent", "id": "ae-x", "actuality": "actual",
+            "subject": {"reference": "Patient/irae-hepatitis-patient"}, "date": "2026-05-01",
+            "event": {"text": "<script>alert(1)</script> **x**"},
+            "suspectEntity": [{"instance": {"display": "atezolizumab"}}]})
+        return resources
+
+    result = run("irae-hepatitis", draft("nivo", "nivolumab"), mutate=add_event)
+    assert_valid_cards(result.cards)
+    assert result.cards and all("<script>" not in c["detail"] and "<script>" not in c["summary"]
+                                for c in result.cards)
+
+
 def test_record_text_is_escaped_in_detail():
     order = draft("x", None, mg=12, medicationCodeableConcept={"text": "lenvatinib <script>alert(1)</script>"})
     card = only(run("afp-high-si-units", order))
     assert "<script>" not in card["detail"]
+
+
+# -- property: whatever the drafts contain, evaluation never fails (service-contract.md §6) ----------
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                  max_size=3),
+                     max_leaves=12)
+_fields = st.fixed_dictionaries({}, optional={
+    "id": st.sampled_from(["a", "b", "request-123"]) | _json,
+    "status": st.sampled_from(["draft", "active", "cancelled"]) | _json,
+    "intent": _json,
+    "medicationCodeableConcept": st.sampled_from([{"text": "lenvatinib"}, {"text": "Lenvima 4 MG"},
+                                                  {"coding": [{"system": RXNORM, "code": RX["nivolumab"]}]},
+                                                  {"text": "ramucirumab"}]) | _json,
+    "medicationReference": _json,
+    "contained": _json,
+    "dosageInstruction": st.sampled_from([[{"text": "12 mg daily"}],
+                                          [{"doseAndRate": [{"doseQuantity": {"value": 3, "code": "{pill}"}}]}]])
+    | _json,
+    "category": _json, "reasonCode": _json, "subject": _json, "authoredOn": _json,
+})
+_RESOURCES, _NOW, _PID = patient("afp-high-si-units")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_fields.map(lambda f: {"resourceType": "MedicationRequest", **f}), max_size=3))
+def test_random_drafts_never_raise(drafts):
+    result = evaluate_orders(_RESOURCES, _NOW, _PID, {"resourceType": "Bundle", "entry": [
+        {"resource": d} for d in drafts]}, None)
+    assert_valid_cards(result.cards)
