@@ -88,8 +88,8 @@ def assess_albi(record: PatientRecord, now: date, current_days: int) -> AlbiResu
     )
 
 
-def _trend(record: PatientRecord, limit: int = 6) -> tuple[AlbiPoint, ...]:
-    """ALBI on each date with both a usable albumin and bilirubin, newest first (at most ``limit``)."""
+def _trend(record: PatientRecord) -> tuple[AlbiPoint, ...]:
+    """ALBI on each date with both a usable albumin and bilirubin, newest first (empty if only one pair)."""
     def by_day(codes: frozenset[str], factors: dict[str, float], plausible: tuple[float, float]) -> dict:
         values: dict[date, float] = {}
         for obs in record.observations(codes):
@@ -101,7 +101,7 @@ def _trend(record: PatientRecord, limit: int = 6) -> tuple[AlbiPoint, ...]:
 
     albumin = by_day(t.ALBUMIN_MASS, t.ALBUMIN_TO_G_L, ALBUMIN_PLAUSIBLE_G_L)
     bilirubin = by_day(t.BILIRUBIN_TOTAL, t.BILIRUBIN_TO_UMOL_L, BILIRUBIN_PLAUSIBLE_UMOL_L)
-    days = sorted(set(albumin) & set(bilirubin), reverse=True)[:limit]
+    days = sorted(set(albumin) & set(bilirubin), reverse=True)
     points = []
     for day in days:
         score = albi_score(bilirubin[day], albumin[day])

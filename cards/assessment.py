@@ -81,7 +81,7 @@ class Assessment:
             },
             "ecog": {"status": ecog.status, "value": ecog.value, "from": ecog.source, "date": _iso(ecog.date)},
             "afp": {"status": self.afp.status, "ngPerMl": self.afp.ng_per_ml, "date": _iso(self.afp.date)},
-            "weightKg": self.weight.current_kg,
+            "weightKg": None if self.weight.current_kg is None else round(self.weight.current_kg, 2),
             "firstLine": None if line is None else {
                 "regimen": line.regimen, "start": _iso(line.start), "end": _iso(line.end),
                 "stopReason": line.stop_reason,

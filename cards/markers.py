@@ -64,7 +64,7 @@ def assess_weight(record: PatientRecord, now: date, current_days: int) -> Weight
     if measurement is None:
         unusable = any(p.kind in {"implausible", "unknown-unit"} for p in problems)
         return WeightResult("implausible" if unusable else "missing", problems=tuple(problems))
-    return WeightResult(measurement.freshness, round(measurement.value, 2), measurement.date, tuple(problems))
+    return WeightResult(measurement.freshness, measurement.value, measurement.date, tuple(problems))
 
 
 __all__ = ["AfpResult", "Measurement", "WeightResult", "assess_afp", "assess_weight", "freshness"]

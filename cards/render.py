@@ -17,6 +17,7 @@ from .evidence import CITATION, QUOTES, SHORT_CITATION, TRIALS, TRIALS_AS_OF
 from .rules import DOSES, Recommendation
 
 SUMMARY_MAX = 139
+TREND_SHOWN = 6
 CONTRACT_VERSION = "1"
 SOURCE_LABEL = f"{SHORT_CITATION} (HCC second-line CDS)"
 _TOPICS = {
@@ -40,9 +41,13 @@ def md(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def summarise(text: str) -> str:
+def summarise(text: str, keep: str = "") -> str:
+    """One line of at most 139 characters; ``keep`` (safety notes) is never cut, the text before it is."""
     text = " ".join(text.split())
-    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip(" ,;:—-") + "…"
+    room = SUMMARY_MAX - len(keep)
+    if len(text) > room:
+        text = text[: room - 1].rstrip(" ,;:—-") + "…"
+    return (text + keep)[:SUMMARY_MAX]
 
 
 def source(topic: str) -> dict:
@@ -69,14 +74,16 @@ def _assessment_table(a: Assessment) -> str:
     else:
         rows.append(("ALBI", f"**{albi.status}**: not computed"))
     if albi.trend:
-        rows.append(("ALBI trend", " · ".join(f"{p.date}: {p.score:.2f} (grade {p.grade})" for p in albi.trend)))
+        shown = " · ".join(f"{p.date}: {p.score:.2f} (grade {p.grade})" for p in albi.trend[:TREND_SHOWN])
+        older = len(albi.trend) - TREND_SHOWN
+        rows.append(("ALBI trend", shown + (f" · and {older} earlier pair(s)" if older > 0 else "")))
     if ecog.value is not None:
         origin = f"Karnofsky {ecog.karnofsky} → ECOG" if ecog.source == "karnofsky" else "ECOG"
         rows.append(("Performance status", f"ECOG {ecog.value} ({origin}), {_when(ecog.date)}: **{ecog.status}**"))
     else:
         rows.append(("Performance status", f"**{ecog.status}**: ECOG/Karnofsky not usable; not assumed"))
     if line:
-        end = f"{line.end}" if line.end else "ongoing"
+        end = "ongoing" if line.active else (f"{line.end}" if line.end else "end date not recorded")
         stop = f"; stopped: {line.stop_reason}" if line.stop_reason else ""
         rows.append(("First line", f"{line.regimen} ({', '.join(line.drugs)}), {line.start} → {end}{stop}"))
     if prog:
@@ -96,7 +103,7 @@ def _assessment_table(a: Assessment) -> str:
                      f"{listed(aes.bevacizumab_related)}"))
     afp_text = {"missing": "**missing**", "not-evaluated": "**in IU/mL: not evaluated** for AFP ≥ 400 ng/mL"}
     rows.append(("AFP", afp_text.get(afp.status) or f"{afp.ng_per_ml:g} ng/mL, {_when(afp.date)}: **{afp.status}**"))
-    rows.append(("Weight", f"{weight.kg:g} kg, {_when(weight.date)}: **{weight.status}**" if weight.kg is not None
+    rows.append(("Weight", f"{weight.kg:.1f} kg, {_when(weight.date)}: **{weight.status}**" if weight.kg is not None
                  else f"**{weight.status}**"))
     lines = ["| Assessment | Value |", "|---|---|"]
     lines += [f"| {name} | {value.replace('|', '/')} |" for name, value in rows]
@@ -138,9 +145,7 @@ def _summary(a: Assessment, rec: Recommendation) -> str:
         extras.append("hyperprogression")
     if a.diagnosis.status == "possible-hcc":
         extras.append("possible HCC")
-    if extras:
-        text = f"{text} ({'; '.join(extras)})"
-    return summarise(text)
+    return summarise(text, f" ({'; '.join(extras)})" if extras else "")
 
 
 def second_line_card(a: Assessment, rec: Recommendation, new_id: UuidFactory = new_uuid) -> dict:
