@@ -543,8 +543,10 @@ def section_memory(quick: bool) -> list[Result]:
             post(i)
         statuses.clear()
         print(f"  fixtures {', '.join(MEMORY_FIXTURES)} in rotation; {total} requests, a sample every {every} "
-              f"(after gc.collect()); tracemalloc traces the last {traced} requests of each block only "
-              "(it costs ~3.5x per request)")
+              f"(after gc.collect()); tracemalloc traces only the last {traced} requests of each block (it costs "
+              "~3.5x per request). 'traced/req' = bytes allocated in that window and still alive after it: a cache "
+              "entry that replaces an older one counts too, so a leak shows as growing 'alloc blocks' "
+              "(sys.getallocatedblocks) and RSS, not as a non-zero 'traced/req'")
         print(f"  {'requests':>9} {'RSS':>10} {'alloc blocks':>13} {'gc objects':>11} "
               f"{'traced/req':>11} {'ms/req':>7}")
         rows: list[tuple[int, int, int, int, float, float]] = []
@@ -582,6 +584,7 @@ def section_memory(quick: bool) -> list[Result]:
             rows.append(row)
             print(f"  {row[0]:>9} {mib(row[1]):>10} {row[2]:>13} {row[3]:>11} {row[4]:>9.0f} B {row[5]:>7.2f}",
                   flush=True)
+        db_bytes = sum(f.stat().st_size for f in Path(tmp).glob("bench.sqlite3*"))
     first, last = rows[0], rows[-1]
     growth = last[1] - first[1]
     ratio = growth / first[1]
@@ -593,7 +596,7 @@ def section_memory(quick: bool) -> list[Result]:
     print(f"  statuses: {dict(statuses)}")
     print(f"  growth from request {first[0]} to {last[0]}: RSS {growth / 1024:+.0f} KiB ({ratio * 100:+.2f} %), "
           f"allocated blocks {last[2] - first[2]:+d}, gc objects {last[3] - first[3]:+d}; "
-          f"peak RSS (ru_maxrss) {mib(_max_rss())}")
+          f"peak RSS (ru_maxrss) {mib(_max_rss())}; feedback DB files (issued-card rows) {mib(db_bytes)}")
     print(f"  budget   {result.budget}: {result.verdict}")
     print_latency(result, with_budget=False)
     if top_sites:
@@ -627,9 +630,19 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}")
 
 
-def summary(results: list[Result], wall: float, quick: bool) -> None:
+def load() -> str:
+    """The load average: other processes on these 2 cores show up in every percentile."""
+    try:
+        one, five, _fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def summary(results: list[Result], wall: float, quick: bool, load_before: str) -> None:
     print("\n## Summary\n")
-    print(f"Machine: {machine()}. {'QUICK smoke run. ' if quick else ''}Total wall time {wall:.1f} s.\n")
+    print(f"Machine: {machine()}. {'QUICK smoke run. ' if quick else ''}Total wall time {wall:.1f} s; "
+          f"{load_before} before, {load()} after.\n")
     print("| # | benchmark | n | p50 ms | p95 ms | p99 ms | budget | verdict | notes |")
     print("|---|---|---:|---:|---:|---:|---|---|---|")
     for r in results:
@@ -653,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--profile applies to section 1")
     quiet_logging()
     print(f"# hcc-second-line-cds benchmark ({'quick' if args.quick else 'full'}; sections "
-          f"{', '.join(map(str, chosen))})\n\n{machine()}")
+          f"{', '.join(map(str, chosen))})\n\n{machine()}; {load()}")
+    load_before = load()
     started = time.perf_counter()
     results: list[Result] = []
     for number in chosen:
@@ -666,8 +680,8 @@ def main(argv: list[str] | None = None) -> int:
             results += section_throughput(args.quick)
         else:
             results += section_memory(args.quick)
-        print(f"  (section {number} took {time.perf_counter() - section_started:.1f} s)", flush=True)
-    summary(results, time.perf_counter() - started, args.quick)
+        print(f"  (section {number} took {time.perf_counter() - section_started:.1f} s; {load()})", flush=True)
+    summary(results, time.perf_counter() - started, args.quick, load_before)
     return 0
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from cards.order_checks import OrderContextError, evaluate_orders
 from cards.patient_view import evaluate
 
 from .auth import authenticate
@@ -66,8 +67,6 @@ def call_service(service_id: str):
         cards = evaluate(gathered.resources, now, context["patientId"], current_days=settings.current_days,
                          unavailable=gathered.unavailable).cards
     else:
-        from cards.order_checks import OrderContextError, evaluate_orders
-
         try:
             cards = evaluate_orders(gathered.resources, now, context["patientId"], context["draftOrders"],
                                     context.get("selections") if service.hook == "order-select" else None,
