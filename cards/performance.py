@@ -52,34 +52,26 @@ def _coded(obs: dict, answers: dict[str, int]) -> int | None:
     return None
 
 
-def _ecog_value(obs: dict) -> int | float | None:
+def _score_value(obs: dict, answers: dict[str, int]) -> int | float | None:
+    """The score from valueInteger, valueQuantity, or a coded answer in the value or interpretation."""
     value = obs.get("valueInteger")
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     quantity = obs.get("valueQuantity")
     if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
         return quantity["value"]
-    return _coded(obs, {**t.ECOG_LOINC_ANSWERS, **t.ECOG_SNOMED_ANSWERS})
-
-
-def _karnofsky_value(obs: dict) -> int | float | None:
-    value = obs.get("valueInteger")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    quantity = obs.get("valueQuantity")
-    if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
-        return quantity["value"]
-    return _coded(obs, t.KARNOFSKY_LOINC_ANSWERS)
+    return _coded(obs, answers)
 
 
 def _readings(record: PatientRecord, now: date, current_days: int, source: str) -> tuple[list, list[Problem]]:
     """Plausible readings (ecog, kps, date, freshness) newest first, and problems met."""
-    code, reader = (t.ECOG, _ecog_value) if source == "ecog" else (t.KARNOFSKY, _karnofsky_value)
+    code, answers = ((t.ECOG, {**t.ECOG_LOINC_ANSWERS, **t.ECOG_SNOMED_ANSWERS}) if source == "ecog"
+                     else (t.KARNOFSKY, t.KARNOFSKY_LOINC_ANSWERS))
     readings, problems = [], []
     for obs in record.observations({code}):
         oid = str(obs.get("id", "?"))
         when = observation_date(obs)
-        value = reader(obs)
+        value = _score_value(obs, answers)
         if when is None:
             problems.append(Problem("ecog", "undated", f"Observation/{oid} ({source}) has no date"))
             continue

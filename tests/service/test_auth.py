@@ -10,11 +10,8 @@ import base64
 import dataclasses
 import hashlib
 import hmac
-import importlib
 import json
-import sys
 import time
-import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from flask import Blueprint, jsonify
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from service import auth as auth_module
+from service import create_app
 from service.config import SANDBOX_ISSUER, SANDBOX_JWKS_FILE, Settings
 from service.db import UsedJti
 from service.errors import error_response
@@ -36,25 +34,6 @@ PROBE_URL = "http://localhost/probe/svc"
 PATIENT_VIEW = "hcc-second-line-patient-view"
 DROP = object()
 
-
-def ensure_app_modules() -> None:
-    """Stand-ins for blueprint modules other people are still writing (only while their file is absent)."""
-    for name in ("hooks", "feedback"):
-        full = f"service.{name}"
-        try:
-            importlib.import_module(full)
-        except ModuleNotFoundError as exc:
-            if exc.name != full:
-                raise
-            module = types.ModuleType(full)
-            module.bp = Blueprint(f"placeholder_{name}", full)  # type: ignore[attr-defined]
-            sys.modules[full] = module
-            setattr(sys.modules["service"], name, module)
-
-
-ensure_app_modules()
-
-from service import create_app  # noqa: E402
 
 probe = Blueprint("auth_probe", __name__)
 

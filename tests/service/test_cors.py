@@ -7,36 +7,13 @@ Preflights are answered without a token even with ``HCC_CDS_AUTH=required``; err
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import sys
-import types
 from pathlib import Path
 
 import pytest
 from flask import Blueprint, jsonify, request
 
-from service import auth
-
-
-def ensure_app_modules() -> None:
-    """Stand-ins for blueprint modules other people are still writing (only while their file is absent)."""
-    for name in ("hooks", "feedback"):
-        full = f"service.{name}"
-        try:
-            importlib.import_module(full)
-        except ModuleNotFoundError as exc:
-            if exc.name != full:
-                raise
-            module = types.ModuleType(full)
-            module.bp = Blueprint(f"placeholder_{name}", full)  # type: ignore[attr-defined]
-            sys.modules[full] = module
-            setattr(sys.modules["service"], name, module)
-
-
-ensure_app_modules()
-
-from service import create_app  # noqa: E402
-from service.config import Settings  # noqa: E402
+from service import auth, create_app
+from service.config import Settings
 
 SANDBOX = "https://sandbox.cds-hooks.org"
 PATIENT_VIEW = "hcc-second-line-patient-view"

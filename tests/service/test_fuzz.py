@@ -13,8 +13,6 @@ import dataclasses
 import importlib
 import json
 import socket
-import sys
-import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,30 +20,11 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-from flask import Blueprint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-
-def ensure_app_modules() -> None:
-    """Stand-ins for blueprint modules other people are still writing (only while their file is absent)."""
-    for name in ("hooks", "feedback"):
-        full = f"service.{name}"
-        try:
-            importlib.import_module(full)
-        except ModuleNotFoundError as exc:
-            if exc.name != full:
-                raise
-            module = types.ModuleType(full)
-            module.bp = Blueprint(f"placeholder_{name}", full)  # type: ignore[attr-defined]
-            sys.modules[full] = module
-            setattr(sys.modules["service"], name, module)
-
-
-ensure_app_modules()
-
-from service import create_app  # noqa: E402
-from service.config import Settings  # noqa: E402
+from service import create_app
+from service.config import Settings
 
 SERVICE_IDS = ["hcc-second-line-patient-view", "hcc-second-line-order-select", "hcc-second-line-order-sign"]
 HOOK_OF = {
