@@ -46,7 +46,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cards import terminology as t
-from service import create_app
+from service import create_app, prepare_process
 from service.cli import FIXTURE_EXTENSION, HOOK_SERVICE, parse_now, request_from_bundle
 from service.config import Settings
 
@@ -118,6 +118,7 @@ def quiet_logging() -> None:
 def in_process_app(clock: Callable[[], datetime], **overrides: object) -> tuple[Flask, FlaskClient]:
     settings = Settings(**{"auth_mode": "off", "feedback_db": "sqlite://", **overrides})  # type: ignore[arg-type]
     app = create_app(settings, clock=clock)
+    prepare_process()  # as service/wsgi.py and `hcc-cds serve` do
     quiet_logging()
     return app, app.test_client()
 

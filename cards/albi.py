@@ -13,7 +13,7 @@ from datetime import date
 
 from . import terminology as t
 from .measurements import Problem, latest_usable, quantity_value
-from .record import PatientRecord, observation_date
+from .record import PatientRecord
 
 ALBUMIN_COEFFICIENT = -0.085
 BILIRUBIN_COEFFICIENT = 0.66
@@ -88,22 +88,35 @@ def assess_albi(record: PatientRecord, now: date, current_days: int) -> AlbiResu
     )
 
 
-def _trend(record: PatientRecord) -> tuple[AlbiPoint, ...]:
-    """ALBI on each date with both a usable albumin and bilirubin, newest first (empty if only one pair)."""
-    def by_day(codes: frozenset[str], factors: dict[str, float], plausible: tuple[float, float]) -> dict:
-        values: dict[date, float] = {}
-        for obs in record.observations(codes):
-            when = observation_date(obs)
-            value = quantity_value(obs, factors)[0]
-            if when and value is not None and plausible[0] <= value <= plausible[1]:
-                values.setdefault(when, value)  # newest first: first seen on a day wins
-        return values
+TREND_POINTS = 6  # the latest pairs shown; older history is not parsed (performance with long records)
 
-    albumin = by_day(t.ALBUMIN_MASS, t.ALBUMIN_TO_G_L, ALBUMIN_PLAUSIBLE_G_L)
-    bilirubin = by_day(t.BILIRUBIN_TOTAL, t.BILIRUBIN_TO_UMOL_L, BILIRUBIN_PLAUSIBLE_UMOL_L)
-    days = sorted(set(albumin) & set(bilirubin), reverse=True)
-    points = []
-    for day in days:
-        score = albi_score(bilirubin[day], albumin[day])
-        points.append(AlbiPoint(day, score, albi_grade(score)))
+
+def _trend(record: PatientRecord) -> tuple[AlbiPoint, ...]:
+    """ALBI on the latest dates with both a usable albumin and bilirubin, newest first (empty if only one).
+
+    Candidate days come from the (unvalidated) index; only the Observations on the days examined are validated.
+    """
+    def by_day(codes: frozenset[str]) -> dict[date, list[dict]]:
+        days: dict[date, list[dict]] = {}
+        for when, obs in record.observation_candidates(codes):
+            days.setdefault(when, []).append(obs)
+        return days
+
+    def usable(observations: list[dict], factors: dict[str, float], plausible: tuple[float, float]) -> float | None:
+        for obs in observations:
+            value = quantity_value(obs, factors)[0] if record.countable(obs) else None
+            if value is not None and plausible[0] <= value <= plausible[1]:
+                return value
+        return None
+
+    albumin, bilirubin = by_day(t.ALBUMIN_MASS), by_day(t.BILIRUBIN_TOTAL)
+    points: list[AlbiPoint] = []
+    for day in sorted((set(albumin) & set(bilirubin)) - {date.min}, reverse=True):
+        alb = usable(albumin[day], t.ALBUMIN_TO_G_L, ALBUMIN_PLAUSIBLE_G_L)
+        bili = usable(bilirubin[day], t.BILIRUBIN_TO_UMOL_L, BILIRUBIN_PLAUSIBLE_UMOL_L)
+        if alb is not None and bili is not None:
+            score = albi_score(bili, alb)
+            points.append(AlbiPoint(day, score, albi_grade(score)))
+            if len(points) == TREND_POINTS:
+                break
     return tuple(points) if len(points) > 1 else ()

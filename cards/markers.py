@@ -34,8 +34,8 @@ class AfpResult:
 def assess_afp(record: PatientRecord, now: date, current_days: int) -> AfpResult:
     mass, problems = latest_usable(record, "afp", t.AFP_MASS, t.AFP_TO_NG_ML, AFP_PLAUSIBLE_NG_ML, now,
                                    current_days, "ng/mL")
-    units = record.observations(t.AFP_UNITS)
-    newest_iu = observation_date(units[0]) if units else None
+    newest = next(record.observations(t.AFP_UNITS), None)
+    newest_iu = observation_date(newest) if newest else None
     if newest_iu and (mass is None or newest_iu > mass.date):
         note = Problem("afp", "not-evaluated", f"latest AFP ({newest_iu}) is in IU/mL: not evaluated for "
                        "the AFP ≥ 400 ng/mL criterion (no conversion is assumed)")

@@ -64,7 +64,7 @@ def _score_value(obs: dict, answers: dict[str, int]) -> int | float | None:
 
 
 def _readings(record: PatientRecord, now: date, current_days: int, source: str) -> tuple[list, list[Problem]]:
-    """Plausible readings (ecog, kps, date, freshness) newest first, and problems met."""
+    """The newest plausible reading [(ecog, kps, date, freshness)] (or none), and the problems met before it."""
     code, answers = ((t.ECOG, {**t.ECOG_LOINC_ANSWERS, **t.ECOG_SNOMED_ANSWERS}) if source == "ecog"
                      else (t.KARNOFSKY, t.KARNOFSKY_LOINC_ANSWERS))
     readings, problems = [], []
@@ -89,6 +89,7 @@ def _readings(record: PatientRecord, now: date, current_days: int, source: str) 
             continue
         ecog = int(value) if source == "ecog" else karnofsky_to_ecog(int(value))
         readings.append((ecog, int(value) if source == "karnofsky" else None, when, fresh))
+        break  # the newest plausible reading is all the rules use
     return readings, problems
 
 

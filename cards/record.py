@@ -58,7 +58,7 @@ def codings(concept: object) -> Iterator[tuple[str, str]]:
             continue
         for coding in list_of(item.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                system = coding.get("system") or ""
+                system = coding.get("system") if isinstance(coding.get("system"), str) else ""
                 code = coding["code"].strip()
                 yield system, (t.normalise_icd10(code) if system == t.ICD10CM else code)
 
@@ -130,6 +130,12 @@ class PatientRecord:
                 self._by_ref[f"{key[0]}/{key[1]}"] = resource
         self._validity: dict[int, bool] = {}
         self.skipped: list[SkippedResource] = []
+        # Observations by (system, code), each with its (defensively read) date: one pass, then cheap lookups.
+        self._observations_by_code: dict[tuple[str, str], list[tuple[date, dict]]] = defaultdict(list)
+        for obs in self._by_type.get("Observation", ()):
+            when = observation_date(obs) or date.min
+            for key in set(codings(obs.get("code"))):
+                self._observations_by_code[key].append((when, obs))
 
     # -- validation -------------------------------------------------------------------------------
     def valid(self, resource: dict) -> bool:
@@ -176,21 +182,24 @@ class PatientRecord:
         target = self._by_ref.get("/".join(parts[-2:])) if len(parts) >= 2 else None
         return target if target is not None and self.valid(target) else None
 
-    def observations(self, codes: Iterable[str], system: str = t.LOINC) -> list[dict]:
-        """Countable Observations (final/amended/corrected or no status) with a code, newest first.
+    def countable(self, obs: dict) -> bool:
+        """A valid Observation whose status counts: final, amended, corrected or absent (clinical-rules.md §1)."""
+        return self.valid(obs) and obs.get("status", "final") in _OBSERVATION_OK
 
-        Candidates are filtered on their (defensively read) codes first; only matching ones are validated,
-        and nothing else is read from a resource before it has passed validation.
+    def observation_candidates(self, codes: Iterable[str], system: str = t.LOINC) -> list[tuple[date, dict]]:
+        """(date, Observation) with one of the codes, newest first — NOT yet validated (see ``countable``)."""
+        found: dict[int, tuple[date, dict]] = {}
+        for code in codes:
+            for item in self._observations_by_code.get((system, code), ()):
+                found[id(item[1])] = item
+        return sorted(found.values(), key=lambda item: item[0], reverse=True)
+
+    def observations(self, codes: Iterable[str], system: str = t.LOINC) -> Iterator[dict]:
+        """Countable Observations with one of the codes, newest first, validated lazily as they are reached.
+
+        Callers that need only the newest usable value stop early, so a long history is never parsed in full.
         """
-        wanted = set(codes)
-        found = []
-        for obs in self._by_type.get("Observation", ()):
-            if not has_code(obs.get("code"), system, wanted) or not self.valid(obs):
-                continue
-            if obs.get("status", "final") in _OBSERVATION_OK:
-                found.append(obs)
-        found.sort(key=lambda o: observation_date(o) or date.min, reverse=True)
-        return found
+        return (obs for _when, obs in self.observation_candidates(codes, system) if self.countable(obs))
 
     def conditions(self) -> list[dict]:
         """Conditions that count: not refuted, not entered in error (clinicalStatus does not matter)."""

@@ -17,7 +17,6 @@ from .evidence import CITATION, QUOTES, SHORT_CITATION, TRIALS, TRIALS_AS_OF
 from .rules import DOSES, Recommendation
 
 SUMMARY_MAX = 139
-TREND_SHOWN = 6
 CONTRACT_VERSION = "1"
 SOURCE_LABEL = f"{SHORT_CITATION} (HCC second-line CDS)"
 _TOPICS = {
@@ -74,9 +73,8 @@ def _assessment_table(a: Assessment) -> str:
     else:
         rows.append(("ALBI", f"**{albi.status}**: not computed"))
     if albi.trend:
-        shown = " · ".join(f"{p.date}: {p.score:.2f} (grade {p.grade})" for p in albi.trend[:TREND_SHOWN])
-        older = len(albi.trend) - TREND_SHOWN
-        rows.append(("ALBI trend", shown + (f" · and {older} earlier pair(s)" if older > 0 else "")))
+        rows.append(("ALBI trend (latest pairs)", " · ".join(f"{p.date}: {p.score:.2f} (grade {p.grade})"
+                                                           for p in albi.trend)))
     if ecog.value is not None:
         origin = f"Karnofsky {ecog.karnofsky} → ECOG" if ecog.source == "karnofsky" else "ECOG"
         rows.append(("Performance status", f"ECOG {ecog.value} ({origin}), {_when(ecog.date)}: **{ecog.status}**"))

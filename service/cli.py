@@ -143,12 +143,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import run_simple
 
-    from . import create_app
+    from . import create_app, prepare_process
 
     settings = Settings.from_env(demo=not args.no_demo_data)
     host = args.host or settings.host
     port = args.port or settings.port
     app = create_app(settings)
+    prepare_process()
     print(f"hcc-second-line-cds on http://{host}:{port}/cds-services"
           + (f" — demo FHIR server at http://{host}:{port}/fhir" if settings.demo_data else ""), flush=True)
     run_simple(host, port, app, threaded=True, use_reloader=False)

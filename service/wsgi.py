@@ -6,6 +6,7 @@ production service (auth ``required`` unless ``HCC_CDS_AUTH`` says otherwise, no
 
 from __future__ import annotations
 
-from service import create_app
+from service import create_app, prepare_process
 
 app = create_app()
+prepare_process()

@@ -108,19 +108,19 @@ def test_reference_id():
 @pytest.mark.parametrize("status", ["final", "amended", "corrected"])
 def test_countable_observation_statuses(status):
     rec = b.record(b.albumin(3.5, "g/dL", "2026-05-01", status=status))
-    assert len(rec.observations({"1751-7"})) == 1
+    assert len(list(rec.observations({"1751-7"}))) == 1
 
 
 @pytest.mark.parametrize("status", ["preliminary", "cancelled", "entered-in-error", "registered", "unknown"])
 def test_non_countable_observation_statuses(status):
     rec = b.record(b.albumin(3.5, "g/dL", "2026-05-01", status=status))
-    assert rec.observations({"1751-7"}) == []
+    assert list(rec.observations({"1751-7"})) == []
 
 
 def test_observation_without_status_counts():
     """clinical-rules.md §1: "Only final, amended, corrected (or absent) Observation status counts"."""
     rec = b.record(b.albumin(3.5, "g/dL", "2026-05-01", status=None))
-    assert len(rec.observations({"1751-7"})) == 1
+    assert len(list(rec.observations({"1751-7"}))) == 1
 
 
 def test_observations_newest_first_and_code_filtered():
@@ -133,7 +133,7 @@ def test_observations_newest_first_and_code_filtered():
 
 def test_code_in_wrong_system_is_not_matched():
     obs = b.observation("1751-7", 3.5, "g/dL", "2026-05-01", system="urn:local-lab")
-    assert b.record(obs).observations({"1751-7"}) == []
+    assert list(b.record(obs).observations({"1751-7"})) == []
 
 
 # -- validation ----------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def test_invalid_r4_resource_is_skipped_and_named():
 def test_duplicate_resource_counted_once():
     obs = b.albumin(3.5, "g/dL", "2026-05-01")
     rec = PatientRecord([b.patient(), obs, dict(obs)])
-    assert len(rec.observations({"1751-7"})) == 1
+    assert len(list(rec.observations({"1751-7"}))) == 1
     assert rec.count("Observation") == 1
 
 
