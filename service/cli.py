@@ -112,7 +112,13 @@ def replay(fixture: Path, hook: str | None = None, now: str | None = None) -> tu
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    response, hook, status = replay(Path(args.file), args.hook, args.now)
+    path = Path(args.file)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("resourceType") == "Bundle" and args.hook not in (None, "patient-view"):
+        print("order hooks need draft orders: replay a recorded request (hcc-cds record … --draft-orders FILE)",
+              file=sys.stderr)
+        return 2
+    response, hook, status = replay(path, args.hook, args.now)
     text = json.dumps(response, indent=2, ensure_ascii=False)
     if not args.check:
         print(text)
