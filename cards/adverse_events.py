@@ -19,6 +19,7 @@ from .medications import FirstLine, identify_drugs
 from .record import PatientRecord, codings, concept_text, condition_date, parse_date
 
 EXPOSURE_TAIL = timedelta(days=90)
+T45_LINK_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ def _manifestation(concept: object, labeller) -> tuple[str, str] | None:  # type
         if system == t.ICD10CM and (label := labeller(code)):
             return code, label
     return None
+
+
+def _linked_drug_effect(when: date | None, ici_start: date, effect_dates: list[date | None]) -> bool:
+    """A dated manifestation after ICI start with a T45.1X5- Condition within 30 days of it [derived link]."""
+    return when is not None and when >= ici_start and any(
+        d is not None and abs((d - when).days) <= T45_LINK_DAYS for d in effect_dates)
 
 
 def _within(when: date | None, start: date | None, end: date | None, now: date) -> bool:
@@ -93,15 +100,15 @@ def assess_adverse_events(record: PatientRecord, line: FirstLine, now: date) -> 
     bev: list[AdverseEventFinding] = []
     problems: list[Problem] = []
     conditions = record.conditions()
-    drug_effect = any(code.startswith(t.DRUG_ADVERSE_EFFECT_ICD10_PREFIX)
-                      for cond in conditions for system, code in codings(cond.get("code")) if system == t.ICD10CM)
+    drug_effect_dates = [condition_date(cond) for cond in conditions for system, code in codings(cond.get("code"))
+                         if system == t.ICD10CM and code.startswith(t.DRUG_ADVERSE_EFFECT_ICD10_PREFIX)]
     for cond in conditions:
         when = condition_date(cond)
         severe_coded = any(code == t.SEVERE_SNOMED for _s, code in codings(cond.get("severity")))
         source = f"Condition/{cond.get('id', '?')}"
         if found := _manifestation(cond.get("code"), _irae_label):
             code, label = found
-            if _within(when, line.start, line.ici_end, now) or (drug_effect and (when is None or when >= line.start)):
+            if _within(when, line.start, line.ici_end, now) or _linked_drug_effect(when, line.start, drug_effect_dates):
                 irae.append(AdverseEventFinding(code, label, when, severe_coded or line.stopped_for_toxicity, source))
             elif when is None:
                 problems.append(Problem("adverse-event", "undated",
@@ -122,12 +129,14 @@ def assess_adverse_events(record: PatientRecord, line: FirstLine, now: date) -> 
         label = _irae_label(code) or _bev_label(code) or concept_text(concept) or "adverse event"
         source = f"AdverseEvent/{event.get('id', '?')}"
         severe = _ae_severe(event)
-        if suspects & t.ICI_NAMES or (_manifestation(concept, _irae_label)
-                                      and _within(when, line.start, line.ici_end, now)):
-            irae.append(AdverseEventFinding(code, label, when, severe or line.stopped_for_toxicity, source))
-        elif line.has_bevacizumab and _manifestation(concept, _bev_label) and (
+        # A bleed, thrombosis or perforation on a bevacizumab combination is a bevacizumab-type event even when
+        # the ICI is listed as a co-suspect (combination regimens are recorded that way).
+        if line.has_bevacizumab and _manifestation(concept, _bev_label) and (
                 "bevacizumab" in suspects or _within(when, line.bevacizumab_start, line.bevacizumab_end, now)):
             bev.append(AdverseEventFinding(code, label, when, severe, source))
+        elif (suspects & t.ICI_NAMES and not _manifestation(concept, _bev_label)) or (
+                _manifestation(concept, _irae_label) and _within(when, line.start, line.ici_end, now)):
+            irae.append(AdverseEventFinding(code, label, when, severe or line.stopped_for_toxicity, source))
     return AdverseEvents(tuple(_dedupe(irae)), tuple(_dedupe(bev)), tuple(problems))
 
 

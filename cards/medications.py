@@ -144,9 +144,9 @@ class FirstLine:
     progression_stop_date: date | None
     stopped_for_progression: bool
     stopped_for_toxicity: bool
-    ici_end: date | None  # last ICI date (for the irAE window)
+    ici_end: date | None  # last ICI exposure (irAE window); None while open or when no end is recorded
     bevacizumab_start: date | None
-    bevacizumab_end: date | None
+    bevacizumab_end: date | None  # None while open or when no end is recorded
     anti_ctla4: bool
     sources: tuple[str, ...]
 
@@ -167,18 +167,39 @@ def regimen_name(drugs: set[str]) -> str:
     return "other-ici"
 
 
+COURSE_PARTNERS = frozenset({"bevacizumab", "rivoceranib"})  # regimen partners that may join the ICI course late
+
+
+def _exposure_end(uses: list[MedicationUse]) -> date | None:
+    """Last date of exposure, or None while open: a use that is active or has no recorded end keeps it open."""
+    if not uses or any(u.active or u.end is None for u in uses):
+        return None
+    return max(u.end for u in uses if u.end)
+
+
 def first_line(uses: list[MedicationUse]) -> FirstLine | None:
-    """The earliest ICI-containing course, or None when the record shows no dated ICI."""
+    """The earliest ICI-containing course, or None when the record shows no dated ICI.
+
+    ICIs starting within 4 weeks of the first ICI form the course; bevacizumab or rivoceranib given at any time
+    during it belong to the regimen, other drugs only when started within 4 weeks of the first ICI.
+    """
     ici_starts = [u.start for u in uses if u.drug.ici and u.start]
     if not ici_starts:
         return None
     start = min(ici_starts)
-    names = {u.drug.name for u in uses if u.start and abs(u.start - start) <= REGIMEN_WINDOW}
+    ici_names = {u.drug.name for u in uses if u.drug.ici and u.start and abs(u.start - start) <= REGIMEN_WINDOW}
+    ici = [u for u in uses if u.drug.name in ici_names and (u.start is None or u.start >= start - REGIMEN_WINDOW)]
+    ici_end = _exposure_end(ici)
+    names = set(ici_names)
+    for u in uses:
+        if u.drug.ici or not u.start or u.start < start - REGIMEN_WINDOW:
+            continue
+        during = u.drug.name in COURSE_PARTNERS and (ici_end is None or u.start <= ici_end)
+        if during or u.start - start <= REGIMEN_WINDOW:
+            names.add(u.drug.name)
     course = [u for u in uses if u.drug.name in names and (u.start is None or u.start >= start - REGIMEN_WINDOW)]
-    ici = [u for u in course if u.drug.ici]
     active = any(u.active for u in ici)
     ends = [u.end for u in ici if u.end]
-    ici_end = max(ends) if ends else None
     reasons = frozenset().union(*(u.stop_reasons for u in ici))
     progression = t.STOP_NO_RESPONSE in reasons
     toxicity = t.STOP_NOT_TOLERATED in reasons
@@ -193,12 +214,11 @@ def first_line(uses: list[MedicationUse]) -> FirstLine | None:
     progression_dates = [u.end or u.start for u in ici if t.STOP_NO_RESPONSE in u.stop_reasons and (u.end or u.start)]
     bev = [u for u in course if u.drug.name == "bevacizumab"]
     bev_starts = [u.start for u in bev if u.start]
-    bev_ends = [u.end or u.start for u in bev if (u.end or u.start)]
     return FirstLine(
         regimen=regimen_name(names),
         drugs=tuple(sorted(names)),
         start=start,
-        end=None if active else ici_end,
+        end=None if active or not ends else max(ends),
         active=active,
         stop_reason=stop_reason,
         progression_stop_date=max(progression_dates) if progression_dates else None,
@@ -206,7 +226,7 @@ def first_line(uses: list[MedicationUse]) -> FirstLine | None:
         stopped_for_toxicity=toxicity,
         ici_end=ici_end,
         bevacizumab_start=min(bev_starts) if bev_starts else None,
-        bevacizumab_end=None if any(u.active for u in bev) else (max(bev_ends) if bev_ends else None),
+        bevacizumab_end=_exposure_end(bev),
         anti_ctla4=any(u.drug.anti_ctla4 for u in course),
         sources=tuple(sorted({u.source for u in course})),
     )

@@ -383,7 +383,7 @@ def _bev_event(a: Assessment, order: DraftOrder) -> _Finding | None:
             f"{_when(f.date)} ({md(f.source)})" for f in events]
     data.append(_first_line_line(a))
     bev = (f"Bevacizumab exposure: {_when(line.bevacizumab_start)} → "
-           f"{line.bevacizumab_end.isoformat() if line.bevacizumab_end else 'ongoing'}")
+           f"{line.bevacizumab_end.isoformat() if line.bevacizumab_end else 'ongoing or end not recorded'}")
     data.append(bev)
     grade = a.albi.current_grade
     data.append(f"ALBI: {a.albi.score:.2f}, grade {a.albi.grade}, {_when(a.albi.date)} ({a.albi.status})"
@@ -403,8 +403,8 @@ def _bev_event(a: Assessment, order: DraftOrder) -> _Finding | None:
     return _Finding(
         "bev-event-antivegf", "warning",
         f"{_title(vegf)} ordered after {_plain(event.label)} ({_plain(event.code)}) on bevacizumab: anti-VEGF "
-        "bleeding risk, "
-        f"ICI retrial without TKI preferred (R4)",
+        "bleeding risk"
+        + (", ICI retrial without TKI preferred (R4)" if grade == 1 and not line.anti_ctla4 else " (R4)"),
         f"An anti-VEGF agent is ordered although the patient had a bevacizumab-type event (bleeding, thrombosis "
         f"or perforation) during first-line {line.regimen}; anti-VEGF TKIs and antibodies carry the same risk. "
         f"{alternative}",

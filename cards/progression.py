@@ -134,7 +134,8 @@ def _lesions(record: PatientRecord, start: date) -> tuple[list[Lesion], list[Pro
     return lesions, problems
 
 
-def _hyperprogression(lesions: list[Lesion], start: date, progression_date: date | None) -> tuple[str, float | None]:
+def _hyperprogression(lesions: list[Lesion], start: date, progression_date: date | None,
+                      documented: bool) -> tuple[str, float | None]:
     """Kato-style: progression < 60 days after ICI start and > 50 % rise in the sum of longest dimensions.
 
     The tumour burden is compared at the progression scan (the first post-ICI scan on or after the progression
@@ -145,11 +146,15 @@ def _hyperprogression(lesions: list[Lesion], start: date, progression_date: date
     post_dates = sorted({p[0] for lesion in lesions for p in lesion.measurements if p[0] > start})
     if not baseline or not post_dates:
         return "not-assessable", None
+    if documented and progression_date is None:
+        return "not-assessable", None  # progression without a date: the 60-day test cannot be made
     at_or_after = [d for d in post_dates if progression_date and d >= progression_date]
     compared = at_or_after[0] if at_or_after else post_dates[-1]
     post_sum = 0.0
     for lesion in lesions:
         sizes = [size for when, size in lesion.measurements if start < when <= compared]
+        if not sizes and lesion.key in baseline:
+            return "not-assessable", None  # a baseline lesion was not re-measured: never "no" without the data
         post_sum += sizes[-1] if sizes else 0.0
     base_sum = sum(baseline.values())
     if base_sum <= 0:
@@ -208,7 +213,8 @@ def assess_progression(record: PatientRecord, line: FirstLine) -> Progression:
     organs = sorted({lesion.organ for lesion in progressing} | set(new_mets), key=t.ORGANS.index)
     extra_sites = [organ for organ in new_mets if organ not in {lesion.organ for lesion in progressing}]
     site_count = len(progressing) + len(extra_sites)
-    hyper, change = _hyperprogression(lesions, start, progression_date) if lesions else ("not-assessable", None)
+    hyper, change = (_hyperprogression(lesions, start, progression_date, documented) if lesions
+                     else ("not-assessable", None))
 
     pattern, reason = "not-documented", "no progression found after ICI start"
     if documented:
@@ -220,11 +226,14 @@ def assess_progression(record: PatientRecord, line: FirstLine) -> Progression:
         elif new_vi:
             pattern, reason = "new-vascular-invasion", "vascular invasion first recorded after ICI start"
         elif lesions and progressing and controlled:
-            pattern, reason = "oligoprogression", (f"{site_count} progressing lesion(s) in {len(organs)} organ(s) "
-                                                    "after ≥ 3 months of disease control")
+            pattern, reason = "oligoprogression", (f"{site_count} progressing lesion(s) in {len(organs)} organ(s), "
+                                                    "progression ≥ 90 days after ICI start")
         elif lesions and progressing:
             pattern, reason = "indeterminate", ("limited progression, but less than 3 months of disease control "
                                                 "on ICI (oligoprogression needs ≥ 3 months)")
+        elif lesions:
+            pattern, reason = "indeterminate", ("progression is documented, but no measured lesion meets the "
+                                                "growth criterion; review the imaging")
         else:
             pattern, reason = "indeterminate", ("progression is documented without lesion measurements; "
                                                 "TumorSize observations (longest dimension) with the lesion's "

@@ -89,7 +89,8 @@ def _assessment_table(a: Assessment) -> str:
                    else f"; {prog.progressing_lesions} progressing lesion(s)")
         organs = f"; organs: {', '.join(prog.organs)}" if prog.organs else ""
         evidence = "; ".join(md(e) for e in prog.evidence) or "none"
-        hyper = {"yes": "**yes**", "no": "no", "not-assessable": "not assessable (no pre-ICI measurement)"}
+        hyper = {"yes": "**yes**", "no": "no", "not-assessable": "not assessable (needs pre-ICI and "
+                 "progression-scan measurements of the same lesions, and a progression date)"}
         rows.append(("Progression", f"**{prog.pattern}** ({_when(prog.date)}){lesions}{organs}. Evidence: "
                      f"{evidence}. New vascular invasion: {'yes' if prog.new_vascular_invasion else 'no'}. "
                      f"Hyperprogression: {hyper[prog.hyperprogression]}"))
@@ -141,6 +142,8 @@ def _summary(a: Assessment, rec: Recommendation) -> str:
         extras.append("ALBI grade 3, weigh BSC")
     if "R2b" in rec.rules_fired:
         extras.append("hyperprogression")
+    if rec.not_evaluated:
+        extras.append(f"{'/'.join(rec.not_evaluated)} not current")
     if a.diagnosis.status == "possible-hcc":
         extras.append("possible HCC")
     return summarise(text, f" ({'; '.join(extras)})" if extras else "")
@@ -257,7 +260,8 @@ def data_quality_card(a: Assessment, rec: Recommendation, patient_id: str,
 def trials_card(new_id: UuidFactory = new_uuid) -> dict:
     rows = ["| Trial | Phase | Design |", "|---|---|---|"]
     rows += [f"| {nct} | {phase} | {design} |" for nct, phase, design in TRIALS]
-    detail = (f"**Ongoing second-line trials after ICI-based therapy** ({TRIALS_AS_OF}).\n\n" + "\n".join(rows)
+    heading = f"**Second-line trials after ICI-based therapy listed in the paper's Table 1** ({TRIALS_AS_OF})."
+    detail = (heading + "\n\n" + "\n".join(rows)
               + f"\n\nNo results are claimed for any of these trials. “{QUOTES['R8-trials']}” ({SHORT_CITATION})")
     return {
         "uuid": new_id(),

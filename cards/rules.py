@@ -65,6 +65,7 @@ class Recommendation:
     indicator: str = "info"
     reason: str = ""  # why the leading option leads, for the summary
     applicability_unclear: bool = False
+    not_evaluated: list[str] = field(default_factory=list)  # rule inputs that were not current (ECOG, ALBI)
 
     def add(self, option: Option) -> None:
         """Add an option; if present already, keep the stronger strength and both rationales."""
@@ -115,6 +116,7 @@ def recommend(a: Assessment) -> Recommendation:
     _r6_vascular_invasion(a, rec)
     if not constrained:
         _r7_default(a, rec)
+    _local_therapy_context(a, rec)
     _r8_individualise(a, rec)
     rec.options = rec.ranked()
     return rec
@@ -125,6 +127,8 @@ def _r1_performance(a: Assessment, rec: Recommendation) -> None:
     if ecog is None:
         rec.caveats.append("Performance status not current: R1 (ECOG ≥ 2) could not be evaluated; ECOG is "
                            "never assumed to be 0.")
+        rec.not_evaluated.append("ECOG")
+        rec.indicator = "warning"
         return
     if ecog >= ECOG_POOR:
         source = (f" (Karnofsky {a.performance.karnofsky} mapped to ECOG)" if a.performance.source == "karnofsky"
@@ -141,6 +145,8 @@ def _r2_liver(a: Assessment, rec: Recommendation) -> None:
     grade = a.albi.current_grade
     if grade is None:
         rec.caveats.append("ALBI not current: R2 (ALBI grade 3) could not be evaluated.")
+        rec.not_evaluated.append("ALBI")
+        rec.indicator = "warning"
         return
     if grade >= ALBI_POOR_GRADE:
         rec.fire("R2")
@@ -244,10 +250,11 @@ def _r5_oligoprogression(a: Assessment, rec: Recommendation) -> None:
         rec.fire("R5")
         organs = ", ".join(prog.organs)
         rec.add(Option("local-ablative-therapy", "preferred",
-                       f"Oligoprogression: {prog.progressing_lesions} progressing lesion(s) in {organs} after ≥ 3 "
-                       "months of disease control [derived: 1–5 lesions, ≤ 3 organs; the paper's '3–5' read as "
-                       "'up to 5']. SBRT favoured (little or no interruption of ICI, possible immune stimulation); "
-                       "continue the current ICI or switch to TKI/other ICI.", ("R5", "R5-definition")))
+                       f"Oligoprogression: {prog.progressing_lesions} progressing lesion(s) in {organs}, "
+                       "progression ≥ 90 days after ICI start [derived: 1–5 lesions, ≤ 3 organs, the paper's '3–5' "
+                       "read as 'up to 5'; ≥ 90 days stands in for ≥ 3 months of disease control]. SBRT favoured "
+                       "(little or no interruption of ICI, possible immune stimulation); continue the current ICI or "
+                       "switch to TKI/other ICI.", ("R5", "R5-definition")))
         if not rec.reason:
             rec.reason = f"oligoprogression ({prog.progressing_lesions} lesion(s), {organs})"
 
@@ -259,8 +266,10 @@ def _r6_vascular_invasion(a: Assessment, rec: Recommendation) -> None:
         rec.indicator = "warning"
         rec.add(Option("sbrt-vascular-invasion", "preferred",
                        "New vascular invasion after ICI start: SBRT (or other LRT) to the tumour thrombus combined "
-                       "with systemic therapy.", ("R6",)))
-        rec.warnings.append("New vascular invasion carried HR 2.15 for OS after ICI failure.")
+                       "with systemic therapy. Portal vein thrombosis is coded (ICD-10-CM I81 does not distinguish "
+                       "tumour from bland thrombus): confirm tumour thrombus on imaging.", ("R6",)))
+        rec.warnings.append("New vascular invasion carried HR 2.15 for OS after ICI failure; confirm on imaging "
+                            "that the coded portal vein thrombosis is tumour thrombus.")
         rec.reason = rec.reason or "new vascular invasion after ICI (HR 2.15 for OS)"
 
 
@@ -284,13 +293,21 @@ def _r7_default(a: Assessment, rec: Recommendation) -> None:
                        ("R7-ramucirumab",), DOSES["ramucirumab"]))
     elif a.afp.status != "current":
         rec.caveats.append("No current AFP in ng/mL: ramucirumab (AFP ≥ 400 ng/mL only) not evaluated.")
-    if prog.pattern == "systemic":
-        rec.caveats.append("Disseminated (systemic) progression: local therapy is not offered.")
-    elif prog.pattern == "indeterminate":
-        rec.add(Option("local-ablative-therapy", "consider", f"Pattern indeterminate ({prog.reason}); if imaging "
-                       "shows oligoprogression, local ablative therapy becomes preferred.", ("R5",)))
     rec.reason = rec.reason or (f"progression on {line.regimen}; TKI switch has most evidence"
                                 if prog.documented else f"{line.regimen} stopped for toxicity")
+
+
+def _local_therapy_context(a: Assessment, rec: Recommendation) -> None:
+    """Whatever the systemic branch (R3, R4 or R7): no LRT for disseminated progression; LAT worth checking when
+    the pattern is indeterminate ("LRT may not be suitable in cases with disseminated tumor progression")."""
+    prog = a.progression
+    assert prog is not None
+    if prog.pattern == "systemic":
+        rec.caveats.append("Disseminated (systemic) progression: local therapy is not offered.")
+        rec.options = [o for o in rec.options if o.code != "local-ablative-therapy"]
+    elif prog.pattern == "indeterminate":
+        rec.add(Option("local-ablative-therapy", "consider", f"Pattern indeterminate ({prog.reason}); if imaging "
+                       "shows oligoprogression, local ablative therapy becomes preferred.", ("R5", "R7-systemic")))
 
 
 def _r8_individualise(a: Assessment, rec: Recommendation) -> None:

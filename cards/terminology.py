@@ -27,7 +27,6 @@ VASCULAR_INVASION_SNOMED: frozenset[str] = frozenset()  # none verified; configu
 METASTASIS_ICD10_PREFIX_ORGAN = (
     ("C78.7", "liver"),
     ("C78.0", "lung"),
-    ("C78.2", "lung"),  # pleura
     ("C79.5", "bone"),
     ("C79.7", "adrenal"),
     ("C77", "lymph-node"),

@@ -183,3 +183,49 @@ def test_adverse_event_with_irae_code_in_window_without_suspect_is_irae():
 
 def test_adverse_event_with_irae_code_outside_window_without_suspect_is_not_irae():
     assert irae_codes(events(b.adverse_event("J70.2", WINDOW_FIRST_DAY_OUT))) == []
+
+
+# -- review regressions (combination suspects, exposure windows, T45 linkage) ----------------------------
+
+
+def test_bleed_adverse_event_with_both_drugs_suspected_is_a_bevacizumab_event_not_an_irae():
+    # Combination regimens list both drugs as suspects; GI bleeding (K92.2) is the R4 event, not an irAE (R3).
+    bleed = b.adverse_event("K92.2", "2025-12-01", suspect="MedicationStatement/ms-atezo")
+    bleed["suspectEntity"].append({"instance": {"reference": "MedicationStatement/ms-bev"}})
+    result = events(bleed)
+    assert bev_codes(result) == ["K92.2"]
+    assert irae_codes(result) == []
+
+
+def test_completed_bevacizumab_without_end_date_keeps_the_window_open():
+    # Completed, no end recorded: exposure is not known to have ended, so a bleed 150 days after start counts.
+    meds = [b.med_statement("atezolizumab", START, END, mid="ms-atezo"),
+            b.med_statement("bevacizumab", START, status="completed", mid="ms-bev")]
+    result = events(b.condition("K92.2", "2026-02-28"), meds=meds)
+    assert bev_codes(result) == ["K92.2"]
+
+
+def test_bevacizumab_started_six_weeks_into_the_ici_course_belongs_to_the_regimen():
+    # 2025-10-01 + 42 days = 2025-11-12 (e.g. delayed for variceal banding): still atezolizumab-bevacizumab.
+    meds = [b.med_statement("atezolizumab", START, END, mid="ms-atezo"),
+            b.med_statement("bevacizumab", "2025-11-12", END, mid="ms-bev")]
+    rec = b.record(*meds)
+    line = first_line(medication_uses(rec, b.TODAY))
+    assert line is not None and line.regimen == "atezolizumab-bevacizumab"
+
+
+def test_irae_during_an_active_course_counts_even_after_old_administrations():
+    meds = [b.med_statement("atezolizumab", START, mid="ms-atezo")]  # active, open-ended
+    result = events(b.condition("K52.1", b.ago(30)), meds=meds)
+    assert irae_codes(result) == ["K52.1"]
+
+
+def test_undated_manifestation_is_not_made_an_irae_by_an_unrelated_t45_code():
+    result = events(b.condition("E06.3", None), b.condition("T45.1X5A", "2026-05-10"))
+    assert irae_codes(result) == []
+
+
+def test_t45_code_far_from_the_manifestation_does_not_link_it():
+    # 2026-05-10 vs 2026-07-01: 52 days apart, beyond the 30-day link [derived].
+    result = events(b.condition("K75.4", "2026-07-01"), b.condition("T45.1X5A", "2026-05-10"))
+    assert irae_codes(result) == []

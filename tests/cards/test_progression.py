@@ -378,3 +378,22 @@ def test_tumour_size_without_focus_is_reported_not_used():
     result = assess(obs)
     assert result.lesions == ()
     assert any(p.concept == "lesion" for p in result.problems)
+
+
+# -- review regressions: never "no" hyperprogression without the data -------------------------------------
+
+
+def test_hyperprogression_not_assessable_when_a_baseline_lesion_is_not_re_measured():
+    # Two 50 mm baseline lesions; at day 40 only L1 is re-measured (80 mm). L2's size is unknown, so the burden
+    # comparison cannot be made (counting it as 0 mm would give a false "no").
+    result = assess(*lesion("l1", LIVER, (PRE, 50), (day(40), 80)), *lesion("l2", LIVER, (PRE, 50)))
+    assert result.documented
+    assert result.hyperprogression == "not-assessable"
+
+
+def test_hyperprogression_not_assessable_when_the_progression_date_is_unknown():
+    # Progression only from an undated stop for no response; lesions measured but none growing.
+    meds = [b.med_statement("atezolizumab", START.isoformat(), status="stopped", status_reason="266721009")]
+    result = assess(*lesion("l1", LIVER, (PRE, 20), (day(40), 21)), meds=meds)
+    assert result.documented and result.date is None
+    assert result.hyperprogression == "not-assessable"
