@@ -124,5 +124,8 @@ def assess(record: PatientRecord, now: datetime, *, current_days: int = DEFAULT_
     )
     # Validation happens lazily while assessing: collect what was skipped last.
     skipped = tuple(f"{s.resource_type}/{s.resource_id}: {s.problem}" for s in record.skipped)
+    if record.other_patient:
+        shown = ", ".join(record.other_patient[:5]) + (" …" if len(record.other_patient) > 5 else "")
+        skipped += (f"{len(record.other_patient)} resource(s) of another patient ignored ({shown})",)
     return replace(assessment, skipped=skipped)
 

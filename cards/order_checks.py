@@ -678,6 +678,16 @@ def _card(finding: _Finding, order: DraftOrder, a: Assessment, new_id: UuidFacto
     return card
 
 
+def check_order_context(draft_orders: object, selections: object | None) -> None:
+    """Raise OrderContextError when draftOrders is unusable or a selection is not among the draft orders.
+
+    Cheap: the service edge calls it before reading any data from the EHR.
+    """
+    drafts = _draft_resources(draft_orders)
+    if selections is not None:
+        _selected(drafts, selections)
+
+
 def evaluate_orders(resources: Iterable[dict], now: datetime, patient_id: str, draft_orders: dict,
                     selections: list[str] | None, *, current_days: int = DEFAULT_CURRENT_DAYS,
                     unavailable: tuple[str, ...] = (), new_id: UuidFactory = new_uuid) -> OrderCheckResult:
@@ -688,7 +698,7 @@ def evaluate_orders(resources: Iterable[dict], now: datetime, patient_id: str, d
     """
     drafts = _draft_resources(draft_orders)
     evaluated = drafts if selections is None else _selected(drafts, selections)
-    record = PatientRecord(resources)
+    record = PatientRecord(resources, patient_id)
     assessment = assess(record, now, current_days=current_days, unavailable=tuple(unavailable))
     rec = recommend(assessment)
     if not applicable(assessment):
@@ -714,4 +724,5 @@ def evaluate_orders(resources: Iterable[dict], now: datetime, patient_id: str, d
 
 
 __all__ = ["CHECKS", "ORDER_CHECK_EXTENSION", "Dose", "DraftOrder", "OrderCheckResult", "OrderContextError",
-           "evaluate_orders", "lenvatinib_dosage", "read_dose", "read_draft_orders", "updated_order"]
+           "check_order_context", "evaluate_orders", "lenvatinib_dosage", "read_dose", "read_draft_orders",
+           "updated_order"]

@@ -23,7 +23,7 @@ def evaluate(resources: Iterable[dict], now: datetime, patient_id: str, *,
              current_days: int = DEFAULT_CURRENT_DAYS, unavailable: tuple[str, ...] = (),
              new_id: UuidFactory = new_uuid) -> PatientViewResult:
     """Cards for one patient at ``now``: second-line, data-quality and trials cards, or none (R0)."""
-    record = PatientRecord(resources)
+    record = PatientRecord(resources, patient_id)
     assessment = assess(record, now, current_days=current_days, unavailable=unavailable)
     rec = recommend(assessment)
     cards: list[dict] = []

@@ -102,6 +102,18 @@ def reference_id(reference: object, resource_type: str) -> str | None:
     return None
 
 
+def _belongs_to(resource: dict, patient_id: str) -> bool:
+    """False when the resource's subject/patient reference names another patient (or a non-patient subject)."""
+    if resource["resourceType"] == "Patient":
+        return resource.get("id") == patient_id
+    for name in ("subject", "patient"):
+        reference = resource.get(name)
+        if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
+            parts = reference["reference"].rstrip("/").split("/")
+            return len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == patient_id
+    return True  # no subject (e.g. Medication): not patient-specific
+
+
 @dataclass(frozen=True)
 class SkippedResource:
     """A resource that failed R4 validation and was not used."""
@@ -114,12 +126,18 @@ class SkippedResource:
 class PatientRecord:
     """The patient's resources by type; lookups return only valid, countable resources."""
 
-    def __init__(self, resources: Iterable[dict]) -> None:
+    def __init__(self, resources: Iterable[dict], patient_id: str | None = None) -> None:
+        """Index ``resources``; with ``patient_id``, resources whose subject/patient is another patient are
+        left out (a FHIR server that ignores an unsupported search parameter returns everyone's data)."""
         self._by_type: dict[str, list[dict]] = defaultdict(list)
         self._by_ref: dict[str, dict] = {}
+        self.other_patient: list[str] = []
         seen: set[tuple[str, str]] = set()
         for resource in resources:
             if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+                continue
+            if patient_id is not None and not _belongs_to(resource, patient_id):
+                self.other_patient.append(f"{resource['resourceType']}/{resource.get('id', '?')}")
                 continue
             key = (resource["resourceType"], str(resource.get("id", "")))
             if key[1] and key in seen:  # the same resource from prefetch and a FHIR page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -41,7 +42,23 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 
         app.register_blueprint(demo_fhir.create_blueprint(settings.fixtures_dir))
     cors.init_app(app)
+    _warn_about_settings(settings)
     return app
+
+
+def _warn_about_settings(settings: Settings) -> None:
+    """Say at start-up what would otherwise only show as every call failing with 401 or 412."""
+    from .logs import log_event
+
+    if settings.auth_mode == "required" and not settings.trusted_issuers:
+        log_event("config-warning", level=logging.WARNING,
+                  detail="HCC_CDS_AUTH=required but HCC_CDS_TRUSTED_ISSUERS is empty: every call gets 401")
+    if settings.auth_mode != "off" and not settings.public_url:
+        log_event("config-warning", level=logging.WARNING,
+                  detail="HCC_CDS_PUBLIC_URL unset: JWT aud is checked against the Host header the request used")
+    if not settings.fhir_allowlist:
+        log_event("config-warning", level=logging.WARNING,
+                  detail="HCC_CDS_FHIR_ALLOWLIST empty: data missing from prefetch cannot be fetched (412)")
 
 
 def prepare_process() -> None:

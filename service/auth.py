@@ -50,6 +50,7 @@ JWKS_FETCH_TIMEOUT = 2.0  # seconds
 JWKS_REFRESH_INTERVAL = 60.0  # seconds between two fetches of the same JWKS URL
 JWKS_MAX_BYTES = 256 * 1024
 MAX_TOKEN_CHARS = 16 * 1024
+MAX_TOKEN_LIFETIME = 3600  # seconds between iat and exp; CDS Hooks asks for short-lived JWTs (≤ 1 h)
 MAX_JTI_CHARS = 255
 MIN_RSA_BITS = 2048
 PURGE_INTERVAL = 60.0  # seconds between opportunistic deletions of expired jti rows (per app/process)
@@ -301,9 +302,11 @@ def _verify(token: str, settings: Any, fields: dict[str, Any]) -> dict[str, Any]
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_CHARS:
         raise _Reject("bad-jti")
-    exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in (exp, iat)):
         raise _Reject("invalid")
+    if exp - iat > MAX_TOKEN_LIFETIME:  # a long-lived token would be replayable (and its jti kept) for that long
+        raise _Reject("lifetime")
     _remember_jti(iss, jti, float(exp) + settings.jwt_leeway)
     return claims
 

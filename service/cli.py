@@ -151,11 +151,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from . import create_app, prepare_process
 
-    settings = Settings.from_env(demo=not args.no_demo_data)
+    # `serve` is the demo service; --no-demo-data only leaves out the embedded patients (contract §7).
+    settings = dataclasses.replace(Settings.from_env(demo=True), demo_data=not args.no_demo_data)
     host = args.host or settings.host
     port = args.port or settings.port
     app = create_app(settings)
     prepare_process()
+    if host not in ("127.0.0.1", "localhost", "::1") and settings.auth_mode != "required":
+        print(f"warning: listening on {host} with HCC_CDS_AUTH={settings.auth_mode} and the demo's open FHIR "
+              "allowlist: anyone who can reach this port can make the service call URLs; use gunicorn with "
+              "production settings for anything but a local demo", file=sys.stderr)
     print(f"hcc-second-line-cds on http://{host}:{port}/cds-services"
           + (f" — demo FHIR server at http://{host}:{port}/fhir" if settings.demo_data else ""), flush=True)
     run_simple(host, port, app, threaded=True, use_reloader=False)

@@ -67,7 +67,10 @@ class Settings:
 
         try:
             issuers_raw = env.get("HCC_CDS_TRUSTED_ISSUERS")
-            issuers = json.loads(issuers_raw) if issuers_raw else defaults.get("trusted_issuers", {})
+            if issuers_raw is None:
+                issuers = defaults.get("trusted_issuers", {})
+            else:
+                issuers = json.loads(issuers_raw) if issuers_raw.strip() else {}
             if not isinstance(issuers, dict) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in issuers.items()
             ):
@@ -86,7 +89,7 @@ class Settings:
                 fhir_allowlist=tuple(allowlist),
                 feedback_db=str(get("FEEDBACK_DB", "sqlite:///hcc-cds.sqlite3")),
                 public_url=(str(get("PUBLIC_URL", "")).rstrip("/") or None),
-                cors_origins=_csv(str(get("CORS_ORIGINS", "*"))) or ("*",),
+                cors_origins=_csv(str(get("CORS_ORIGINS", "*"))),
                 max_body_bytes=int(get("MAX_BODY_BYTES", 4 * 1024 * 1024)),
                 demo_data=bool(defaults.get("demo_data", False)),
                 fixtures_dir=Path(str(get("FIXTURES_DIR", DEFAULT_FIXTURES_DIR))),
@@ -97,6 +100,7 @@ class Settings:
                 fhir_max_bytes=int(get("FHIR_MAX_BYTES", 20 * 1024 * 1024)),
                 fhir_max_pages=int(get("FHIR_MAX_PAGES", 50)),
                 log_level=str(get("LOG_LEVEL", "INFO")).upper(),
+                jwt_leeway=int(get("JWT_LEEWAY", 30)),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
@@ -195,7 +195,12 @@ def create_blueprint(
         if request.method == "POST":
             if request.mimetype not in ("", "application/x-www-form-urlencoded"):
                 raise _FhirHttpError(415, "POST _search takes an application/x-www-form-urlencoded body")
-            for key, value in request.form.items(multi=True):
+            # Without a Content-Type Werkzeug parses no form: read the body as one, never silently ignore it.
+            if request.mimetype:
+                pairs = list(request.form.items(multi=True))
+            else:
+                pairs = parse_qsl(request.get_data(as_text=True), keep_blank_values=True)
+            for key, value in pairs:
                 params.add(key, value)
         return search(resource_type, params)
 

@@ -50,6 +50,10 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(valid_methods)
         return response
 
+    @app.errorhandler(RecursionError)
+    def _too_deep(_exc: RecursionError) -> Response:
+        return error_response(400, "request nested too deeply")
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:  # pragma: no cover - exercised by fuzz tests only
         log.error("unhandled error", extra={"event": "error", "error_type": type(exc).__name__})

@@ -15,13 +15,14 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from .auth import authenticate
+from .body import read_json
 from .db import FeedbackRecord, IssuedCard
 from .discovery import SERVICES
 from .errors import ServiceError
@@ -101,7 +102,7 @@ def _records_from_body(service_id: str, body: dict) -> list[dict]:
             raise ServiceError(400, f"feedback[{index}]: card and outcome (accepted|overridden) are required")
         try:
             outcome_timestamp = parse_rfc3339(item.get("outcomeTimestamp"))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ServiceError(
                 400, f"feedback[{index}]: outcomeTimestamp must be an RFC 3339 date-time"
             ) from None
@@ -181,7 +182,7 @@ def receive_feedback(service_id: str) -> ResponseReturnValue:
         raise ServiceError(404, "unknown service")
     g.service_id = service_id
     authenticate()
-    body = request.get_json(silent=True)
+    body = read_json()
     if body is None:
         raise ServiceError(400, "request body must be JSON (Content-Type: application/json)")
     items = body.get("feedback") if isinstance(body, dict) else None

@@ -5,7 +5,9 @@ fhirclient 4.x's ``FHIRServer._get`` calls ``session.get(url, headers=headers)``
 streaming, and ``request_json`` reads the whole body, so neither timeouts nor a byte bound can be set per
 request through it.
 
-Every request carries ``Accept: application/fhir+json`` and, when a token is given, ``Authorization: Bearer``.
+Every request carries ``Accept: application/fhir+json``, ``Prefer: handling=strict`` (a server must not ignore a
+search parameter it does not support and return other patients' data) and, when a token is given,
+``Authorization: Bearer``.
 Redirects are not followed (a 3xx is reported as ``HTTP 3xx``), so the token only goes to the allowed origin.
 Neither the token nor URLs (which hold patient ids) are logged or put into failure reasons.
 """
@@ -20,7 +22,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -28,7 +30,7 @@ from requests.auth import AuthBase
 
 from service.config import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("hcc_cds.fhir")
 
 FHIR_JSON = "application/fhir+json"
 MAX_WORKERS = 8
@@ -123,6 +125,17 @@ def _parse_base(url: str) -> tuple[str, str, int, str] | None:
     return scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme], path
 
 
+def _under_base(url: str, fhir_server: str) -> bool:
+    """True when ``url`` (query allowed) is on the FHIR server's scheme, host and port and under its base path,
+    so paging never carries the access token outside the server the client named (or the allowlisted path)."""
+    base = _parse_base(fhir_server)
+    parts = urlsplit(url)
+    target = _parse_base(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
+    if base is None or target is None or base[:3] != target[:3]:
+        return False
+    return target[3] == base[3] or target[3].startswith(base[3] + "/")
+
+
 def is_allowed(fhir_server: str, settings: Settings) -> bool:
     """True when ``fhir_server`` is an http(s) URL under one of ``settings.fhir_allowlist``'s prefixes.
 
@@ -186,23 +199,13 @@ class _ByteBudget:
                 raise _Failure("response too large")
 
 
-def _origin(url: str) -> tuple[str, str, int] | None:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None:
-        return None
-    return scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme]
+_HEADERS = {"Accept": FHIR_JSON, "Prefer": "handling=strict"}
 
 
 @dataclass
 class _Call:
     """Shared state of one :func:`fetch` call."""
 
-    origin: tuple[str, str, int]
     auth: _Bearer
     settings: Settings
     deadline: float
@@ -234,8 +237,8 @@ def _get_json(session: requests.Session, url: str, call: _Call) -> object:
     left = call.remaining()
     timeout = (min(call.settings.fhir_connect_timeout, left), min(call.settings.fhir_read_timeout, left))
     try:
-        with session.get(url, headers={"Accept": FHIR_JSON}, auth=call.auth, timeout=timeout,
-                         stream=True, allow_redirects=False) as r:
+        with session.get(url, headers=_HEADERS, auth=call.auth, timeout=timeout, stream=True,
+                         allow_redirects=False) as r:
             if not 200 <= r.status_code < 300:
                 raise _Failure(f"HTTP {r.status_code}")
             length = r.headers.get("Content-Length", "")
@@ -271,7 +274,7 @@ def _fetch_key(query: str, fhir_server: str, call: _Call) -> list[dict]:
     url = query if urlsplit(query).scheme else fhir_server.rstrip("/") + "/" + query.lstrip("/")
     with requests.Session() as session:
         for _page in range(max(call.settings.fhir_max_pages, 1)):
-            if _origin(url) != call.origin:
+            if not _under_base(url, fhir_server):
                 raise _Failure("next link on another host refused")
             data = _get_json(session, url, call)
             if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
@@ -315,12 +318,11 @@ def fetch(
     outcome = FetchOutcome()
     if not queries:
         return outcome
-    origin = _origin(fhir_server)
-    if origin is None or not is_allowed(fhir_server, settings):
+    if not is_allowed(fhir_server, settings):
         outcome.failures = dict.fromkeys(queries, "FHIR server not allowed")
         return outcome
     budget = _ByteBudget(settings.fhir_max_bytes)
-    call = _Call(origin, _Bearer(access_token), settings, deadline, budget, threading.Event())
+    call = _Call(_Bearer(access_token), settings, deadline, budget, threading.Event())
     pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(queries)), thread_name_prefix="fhir-fetch")
     futures = {key: pool.submit(_fetch_key, query, fhir_server, call) for key, query in queries.items()}
     try:

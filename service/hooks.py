@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify
 
-from cards.order_checks import OrderContextError, evaluate_orders
+from cards.order_checks import OrderContextError, check_order_context, evaluate_orders
 from cards.patient_view import evaluate
 
 from .auth import authenticate
+from .body import read_json
 from .discovery import SERVICES, discovery_document
 from .errors import ServiceError
 from .feedback import record_issued_cards
@@ -37,7 +38,7 @@ def discovery():
 
 
 def _read_request(service_hook: str) -> dict:
-    body = request.get_json(force=True, silent=True)
+    body = read_json()
     if body is None:
         raise ServiceError(400, "request body must be a JSON object")
     errors = request_errors(body)
@@ -59,20 +60,22 @@ def call_service(service_id: str):
     body = _read_request(service.hook)
     g.hook_instance = body["hookInstance"]
     settings = current_app.config["HCC_CDS"]
+    context = body["context"]
+    selections = context.get("selections") if service.hook == "order-select" else None
+    if service.hook != "patient-view":
+        try:
+            check_order_context(context["draftOrders"], selections)  # before any FHIR call
+        except OrderContextError as exc:
+            raise ServiceError(400, f"invalid order context: {exc}") from exc
     gathered = gather(body, settings)
     g.timings = {"gather_ms": round((time.perf_counter() - started) * 1000, 1)}
-    context = body["context"]
     now = clock()
     if service.hook == "patient-view":
         cards = evaluate(gathered.resources, now, context["patientId"], current_days=settings.current_days,
                          unavailable=gathered.unavailable).cards
     else:
-        try:
-            cards = evaluate_orders(gathered.resources, now, context["patientId"], context["draftOrders"],
-                                    context.get("selections") if service.hook == "order-select" else None,
-                                    current_days=settings.current_days, unavailable=gathered.unavailable).cards
-        except OrderContextError as exc:
-            raise ServiceError(400, f"invalid order context: {exc}") from exc
+        cards = evaluate_orders(gathered.resources, now, context["patientId"], context["draftOrders"], selections,
+                                current_days=settings.current_days, unavailable=gathered.unavailable).cards
     g.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     record_issued_cards(service.id, cards)
     return jsonify({"cards": cards})

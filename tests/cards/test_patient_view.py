@@ -51,3 +51,21 @@ def test_missing_ecog_is_never_assumed_zero() -> None:
     assert topics(result.cards) == ["second-line-options", "data-quality", "clinical-trials"]
     labels = [s["label"] for s in result.cards[1]["suggestions"]]
     assert any("ECOG" in label for label in labels)
+
+
+def test_resources_of_another_patient_are_ignored_and_named() -> None:
+    # A FHIR server that ignores an unsupported search parameter returns everyone's data: another patient's
+    # severe hepatitis must not turn this patient's card into R3.
+    stranger = b.condition("K75.4", b.ago(100))
+    stranger["subject"] = {"reference": "Patient/someone-else"}
+    result = evaluate([*base_record(), b.disease_status("271299001", b.ago(10)), stranger], b.NOW, b.PATIENT_ID)
+    extension = result.cards[0]["extension"]["hcc-cds.recommendation"]
+    assert "R3" not in extension["rulesFired"]
+    assert extension["assessment"]["adverseEvents"]["immuneRelated"] == []
+    quality = [c for c in result.cards if c["source"]["topic"]["code"] == "data-quality"]
+    assert quality and "of another patient ignored" in quality[0]["detail"]
+
+
+def test_a_record_of_someone_else_entirely_gives_no_cards() -> None:
+    result = evaluate([*base_record(), b.disease_status("271299001", b.ago(10))], b.NOW, "someone-else")
+    assert result.cards == []

@@ -30,6 +30,7 @@ class Recorded:
     query: str
     authorization: str | None
     accept: str | None
+    prefer: str | None = None
 
 
 def observation(oid: str, patient: str) -> dict:
@@ -69,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         self.server.fake.record(Recorded(parts.path, parts.query, self.headers.get("Authorization"),
-                                         self.headers.get("Accept")))
+                                         self.headers.get("Accept"), self.headers.get("Prefer")))
         params = {k: v[0] for k, v in parse_qs(parts.query).items()}
         base = f"http://{self.headers['Host']}"
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):

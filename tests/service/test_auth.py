@@ -233,6 +233,7 @@ def bad_requests(keys: Keys) -> dict[str, dict]:
         "iat in the future": bearer(token(keys, iat=now + 3600, exp=now + 3900)),
         "nbf in the future": bearer(token(keys, nbf=now + 3600)),
         "crit header": bearer(token(keys, headers={"crit": ["exp"]})),
+        "lifetime over an hour": bearer(token(keys, iat=now - 10, exp=now + 3600)),
     }
 
 
@@ -251,7 +252,7 @@ BAD_CASES = {
     "missing aud": "missing-claim", "expired": "expired", "missing exp": "missing-claim",
     "missing iat": "missing-claim", "missing jti": "missing-claim", "empty jti": "bad-jti",
     "numeric jti": "invalid", "iat in the future": "not-yet-valid", "nbf in the future": "not-yet-valid",
-    "crit header": "malformed",
+    "crit header": "malformed", "lifetime over an hour": "lifetime",
 }
 
 

@@ -56,3 +56,16 @@ def test_feedback_report_runs_on_an_empty_database(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("HCC_CDS_FEEDBACK_DB", f"sqlite:///{Path(tmp_path) / 'fb.sqlite3'}")
     assert main(["feedback-report"]) == 0
     assert "No feedback recorded" in capsys.readouterr().out
+
+
+def test_serve_without_demo_data_keeps_the_demo_defaults_but_not_the_patients(monkeypatch) -> None:
+    seen = {}
+    monkeypatch.setattr("service.prepare_process", lambda: None)
+    monkeypatch.setattr("werkzeug.serving.run_simple", lambda host, port, app, **kw: seen.update(app=app))
+    for name in ("HCC_CDS_AUTH", "HCC_CDS_FHIR_ALLOWLIST", "HCC_CDS_TRUSTED_ISSUERS", "HCC_CDS_FEEDBACK_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HCC_CDS_FEEDBACK_DB", "sqlite://")
+    assert main(["serve", "--no-demo-data", "--port", "1"]) == 0
+    settings = seen["app"].config["HCC_CDS"]
+    assert settings.demo_data is False and settings.auth_mode == "optional" and settings.fhir_allowlist == ("*",)
+    assert seen["app"].test_client().get("/fhir/metadata").status_code == 404

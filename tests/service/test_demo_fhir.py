@@ -336,3 +336,19 @@ def test_fhirclient_reads_capability_pages_search_and_reads(live_base: str) -> N
 
     patient = Patient.read("p1", fhir)
     assert patient.name[0].given == ["Ana"]
+
+
+def test_post_search_without_content_type_reads_the_body_as_a_form(tmp_path) -> None:
+    """Never wrong data: a form body without Content-Type must not be ignored (which would list everyone)."""
+    from flask import Flask
+
+    from service.demo_fhir import create_blueprint
+
+    app = Flask("demo-no-content-type")
+    app.register_blueprint(create_blueprint(FIXTURES, shift_to=None))
+    client = app.test_client()
+    get_total = client.get("/fhir/Observation?patient=oligoprogression-patient").get_json()["total"]
+    post = client.post("/fhir/Observation/_search", data=b"patient=oligoprogression-patient",
+                       headers={"Content-Type": ""})
+    assert post.status_code == 200
+    assert post.get_json()["total"] == get_total > 0

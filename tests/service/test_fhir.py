@@ -270,7 +270,7 @@ def test_token_never_in_failures_or_logs(ehr: FakeFHIR, caplog: pytest.LogCaptur
     assert TOKEN not in repr(out) and TOKEN not in repr(unreachable)
     assert "FHIR fetch for key e401 failed: HTTP 401" in caplog.text
     assert TOKEN not in caplog.text  # every logger, urllib3's debug output included
-    ours = [record.getMessage() for record in caplog.records if record.name == "service.fhir"]
+    ours = [record.getMessage() for record in caplog.records if record.name == "hcc_cds.fhir"]
     # no patient data, no URLs
     assert ours and not any("p1" in message or "/fhir" in message for message in ours)
 
@@ -365,3 +365,16 @@ def test_is_allowed_wildcard(url: str, allowed: bool) -> None:
 
 def test_is_allowed_empty_allowlist_allows_nothing() -> None:
     assert not is_allowed("https://ehr.example/fhir", Settings(fhir_allowlist=()))
+
+
+def test_next_link_outside_the_fhir_base_path_is_refused_and_never_called(ehr: FakeFHIR) -> None:
+    # Same host and port, other path (another tenant): the token must not travel there.
+    settings = Settings(fhir_allowlist=(ehr.fhir_base,))
+    out = fetch({"k": f"offhost?to={ehr.base_url}/tenantB/admin/export"}, ehr.fhir_base, TOKEN, settings)
+    assert out.failures == {"k": "next link on another host refused"}
+    assert not any(r.path.startswith("/tenantB") for r in ehr.requests)
+
+
+def test_every_request_asks_for_strict_search_handling(ehr: FakeFHIR) -> None:
+    fetch({"k": "Observation?patient=p1"}, ehr.fhir_base, TOKEN, Settings(fhir_allowlist=("*",)))
+    assert ehr.requests and {r.prefer for r in ehr.requests} == {"handling=strict"}

@@ -194,3 +194,21 @@ def test_recorded_time_drives_replay_not_the_wall_clock(tmp_path) -> None:
 def test_every_service_is_in_discovery() -> None:
     assert set(SERVICES) == {"hcc-second-line-patient-view", "hcc-second-line-order-select",
                              "hcc-second-line-order-sign"}
+
+
+def test_chunked_body_over_the_limit_is_413_not_400(tmp_path, fixed_now) -> None:
+    import io
+
+    settings = Settings(auth_mode="off", feedback_db=f"sqlite:///{tmp_path}/db.sqlite3", max_body_bytes=5000)
+    client = create_app(settings, clock=lambda: fixed_now).test_client()
+    body = json.dumps(fixture_request("systemic-atezo-bev")).encode()
+    response = client.post(PV, input_stream=io.BytesIO(body), content_type="application/json",
+                           headers={"Transfer-Encoding": "chunked"})
+    assert response.status_code == 413
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_deeply_nested_json_is_400_not_500(client) -> None:
+    body = b'{"hook":"patient-view","hookInstance":"x","context":{},"extension":{"x":' + b"[" * 100_000
+    response = client.post(PV, data=body, content_type="application/json")
+    assert response.status_code == 400

@@ -149,6 +149,7 @@ def test_exception_logged_without_its_message(capsys):
 
 def test_log_level_from_settings(tmp_path, capsys):
     create_app(Settings(feedback_db=f"sqlite:///{tmp_path}/lvl.sqlite3", log_level="WARNING"))
+    capsys.readouterr()  # start-up configuration warnings are WARNING level and do appear
     try:
         assert logging.getLogger("hcc_cds").level == logging.WARNING
         logs.log_event("quiet")
@@ -166,3 +167,9 @@ def test_single_handler_after_many_apps(tmp_path):
 
 def test_dev_server_request_lines_with_query_strings_are_silenced(app):
     assert logging.getLogger("werkzeug").getEffectiveLevel() >= logging.WARNING
+
+
+def test_start_up_warns_about_settings_that_would_fail_every_call(tmp_path, capsys):
+    create_app(Settings(feedback_db=f"sqlite:///{tmp_path}/warn.sqlite3", auth_mode="required"))
+    err = capsys.readouterr().err
+    assert "HCC_CDS_TRUSTED_ISSUERS is empty" in err and "HCC_CDS_FHIR_ALLOWLIST empty" in err

@@ -185,3 +185,17 @@ def test_recorded_order_requests(tmp_path, fixture, expected):
     assert checks(body) == expected
     for card in body["cards"]:
         uuid.UUID(card["uuid"])
+
+
+def test_bad_selection_is_400_before_any_fhir_call(tmp_path) -> None:
+    """No prefetch and no fhirServer: a 412 would mean data were sought before the context was checked."""
+    from service import create_app as make_app
+    from service.config import Settings as AppSettings
+
+    app = make_app(AppSettings(auth_mode="off", feedback_db=f"sqlite:///{tmp_path}/db.sqlite3"))
+    request = {"hook": "order-select", "hookInstance": "h-1",
+               "context": {"userId": "Practitioner/x", "patientId": "p", "selections": ["MedicationRequest/zzz"],
+                           "draftOrders": {"resourceType": "Bundle", "entry": [
+                               {"resource": {"resourceType": "MedicationRequest", "id": "a"}}]}}}
+    response = app.test_client().post("/cds-services/hcc-second-line-order-select", json=request)
+    assert response.status_code == 400
