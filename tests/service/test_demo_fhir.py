@@ -280,9 +280,8 @@ def test_missing_or_empty_fixture_directory_serves_an_empty_server(tmp_path: Pat
 
 
 def test_bundled_fixture_patients_load_and_suit_the_smart_launcher() -> None:
-    files = sorted(FIXTURES.glob("*.json")) if FIXTURES.is_dir() else []
-    if not files:
-        pytest.skip("no fixture patients yet")
+    files = sorted(FIXTURES.glob("*.json"))
+    assert len(files) >= 14
     for file in files:
         bundle = json.loads(file.read_text(encoding="utf-8"))
         assert bundle.get("type") == "collection" and bundle.get("timestamp"), file.name

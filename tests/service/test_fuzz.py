@@ -2,15 +2,12 @@
 
 Runs against the demo app (``Settings.from_env({}, demo=True)``: auth optional, sandbox key trusted, any
 http(s) fhirServer allowed) with a temporary feedback database and the network switched off, so a random
-``fhirServer`` fails fast instead of being called. Each endpoint family is skipped while its route does not
-exist yet (``app.url_map``) and becomes active by itself once the blueprint lands.
+``fhirServer`` fails fast instead of being called. Every fuzzed endpoint must be routed.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import importlib
 import json
 import socket
 import uuid
@@ -35,22 +32,10 @@ HOOK_OF = {
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def _demo_module_available() -> bool:
-    try:
-        importlib.import_module("service.demo_fhir")
-    except ModuleNotFoundError as exc:
-        if exc.name != "service.demo_fhir":
-            raise
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     db = tmp_path_factory.mktemp("fuzz") / "feedback.sqlite3"
     demo = Settings.from_env({"HCC_CDS_FEEDBACK_DB": f"sqlite:///{db}"}, demo=True)
-    if not _demo_module_available():
-        demo = dataclasses.replace(demo, demo_data=False)
 
     def no_network(*_args, **_kwargs):
         raise requests.ConnectionError("network disabled in fuzz tests")
@@ -73,30 +58,15 @@ def client(app):
     return app.test_client()
 
 
-def has_route(app, path: str, method: str) -> bool:
-    try:
-        app.url_map.bind("localhost").match(path, method=method)
-    except Exception:
-        return False
-    return True
-
-
 def require_route(app, path: str, method: str) -> None:
-    if not has_route(app, path, method):
-        pytest.skip(f"no {method} route for {path} yet")
+    """Every endpoint under fuzz must exist: a missing route is a failure, not a skip."""
+    app.url_map.bind("localhost").match(path, method=method)
 
 
 def require_service(app, service_id: str, suffix: str = "") -> str:
-    """The service's path; skip while its route or (order hooks) its rules module does not exist yet."""
+    """The service's path, which must be routed."""
     path = f"/cds-services/{service_id}{suffix}"
     require_route(app, path, "POST")
-    if not suffix and HOOK_OF[service_id] != "patient-view":
-        try:
-            importlib.import_module("cards.order_checks")
-        except ModuleNotFoundError as exc:
-            if exc.name != "cards.order_checks":
-                raise
-            pytest.skip("cards.order_checks does not exist yet")
     return path
 
 
@@ -334,8 +304,7 @@ def test_service_near_valid_requests(app, client, service_id, body):
 @given(data=st.data())
 def test_service_mutated_recorded_requests(app, client, service_id, data):
     path = require_service(app, service_id)
-    if not SEEDS:
-        pytest.skip("no recorded requests under fixtures/requests yet")
+    assert SEEDS, "fixtures/requests has no recorded requests"
     payload = data.draw(mutated_requests(HOOK_OF[service_id]))
     response = client.post(path, json=payload)
     check(response)
