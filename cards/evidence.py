@@ -59,6 +59,9 @@ QUOTES: dict[str, str] = {
            "situations such as patient's preference, liver function, and financial considerations."),
     "R8-trials": ("In the meantime, we await the results of ongoing prospective trials to elucidate the best "
                   "management options."),
+    "R4-wong": ("On the basis of the above, Wong et al. [32] concluded that ipilimumab with anti-PD-1(L1) "
+                "inhibitors might be effective salvage therapy in patients with advanced HCC after failure of "
+                "prior anti-PD-1(L1) inhibitors."),
     "ici-combination": ("Therefore, we must pay attention to adverse events when both ICIs are combined."),
 }
 

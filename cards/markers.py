@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from . import terminology as t
-from .measurements import Measurement, Problem, freshness, latest_usable
+from .measurements import Problem, latest_usable
 from .record import PatientRecord, observation_date
 
 AFP_RAMUCIRUMAB_THRESHOLD_NG_ML = 400.0
@@ -66,5 +66,3 @@ def assess_weight(record: PatientRecord, now: date, current_days: int) -> Weight
         return WeightResult("implausible" if unusable else "missing", problems=tuple(problems))
     return WeightResult(measurement.freshness, measurement.value, measurement.date, tuple(problems))
 
-
-__all__ = ["AfpResult", "Measurement", "WeightResult", "assess_afp", "assess_weight", "freshness"]

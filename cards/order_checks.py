@@ -27,7 +27,7 @@ import copy
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -37,23 +37,25 @@ from .evidence import QUOTES, SHORT_CITATION
 from .markers import AFP_RAMUCIRUMAB_THRESHOLD_NG_ML
 from .medications import identify_drugs
 from .record import PatientRecord, concept_text
-from .render import UuidFactory, md, new_uuid, source, summarise
-from .rules import ALBI_POOR_GRADE, ECOG_POOR, LENVATINIB_WEIGHT_KG, Recommendation, applicable, recommend
+from .render import UuidFactory, first_line_text, md, new_uuid, source, summarise, when
+from .rules import (
+    ALBI_POOR_GRADE,
+    ECOG_POOR,
+    LENVATINIB_LOW_MG,
+    Recommendation,
+    applicable,
+    lenvatinib_mg,
+    recommend,
+)
 
 ORDER_CHECK_EXTENSION = "hcc-cds.orderCheck"
 CHECKS = ("irae-ici", "bev-event-antivegf", "poor-status", "ramucirumab-afp", "prior-ctla4", "lenvatinib-dose")
-LENVATINIB_LOW_MG = 8
-LENVATINIB_HIGH_MG = 12
 ORAL_ROUTE = ("26643006", "Oral route")
 _EXCLUDED_STATUS = {"cancelled", "entered-in-error", "stopped", "completed"}
 _INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 # Wong et al. as summarised by the paper (verbatim from shared/reference/hwang-2023-second-line-after-ici-hcc.txt);
 # not (yet) in cards.evidence.QUOTES.
-_WONG_QUOTE = ("On the basis of the above, Wong et al. [32] concluded that ipilimumab with anti-PD-1(L1) inhibitors "
-               "might be effective salvage therapy in patients with advanced HCC after failure of prior anti-PD-1(L1) "
-               "inhibitors.")
-
 # R4 MedicationRequest elements that are lists (0..*): a single object or string sent instead is wrapped.
 _LIST_ELEMENTS = ("identifier", "instantiatesCanonical", "instantiatesUri", "basedOn", "category", "reasonCode",
                   "reasonReference", "supportingInformation", "note", "detectedIssue", "eventHistory", "insurance",
@@ -313,10 +315,6 @@ def _title(drugs: Iterable[t.Drug]) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _when(value: date | None) -> str:
-    return value.isoformat() if value else "date unknown"
-
-
 def _plain(text: object) -> str:
     """Record text for a summary (plain text, not Markdown): one line, no HTML angle brackets."""
     return " ".join(str(text).replace("<", " ").replace(">", " ").split())
@@ -339,11 +337,8 @@ class _Finding:
 
 
 def _first_line_line(a: Assessment) -> str:
-    line = a.first_line
-    assert line is not None
-    end = line.end.isoformat() if line.end else "ongoing"
-    stop = f"; stopped: {line.stop_reason}" if line.stop_reason else ""
-    return f"First line: {line.regimen} ({', '.join(line.drugs)}), {line.start} → {end}{stop}"
+    assert a.first_line is not None
+    return f"First line: {first_line_text(a.first_line)}"
 
 
 def _irae_ici(a: Assessment, order: DraftOrder, evaluated: list[DraftOrder]) -> _Finding | None:
@@ -355,7 +350,7 @@ def _irae_ici(a: Assessment, order: DraftOrder, evaluated: list[DraftOrder]) -> 
     first = next((f for f in irae if f.code in t.IRAE_ICD10), irae[0])  # a coded event names it best
     severe = any(f.severe for f in irae)
     data = [f"Immune-related adverse event: {md(f.label)} ({md(f.code)}{', severe' if f.severe else ''}), "
-            f"{_when(f.date)} ({md(f.source)})" for f in irae]
+            f"{when(f.date)} ({md(f.source)})" for f in irae]
     data.append(_first_line_line(a))
     quotes = [_quote("R3")]
     if any(d.anti_ctla4 for o in evaluated for d in o.drugs):
@@ -380,13 +375,13 @@ def _bev_event(a: Assessment, order: DraftOrder) -> _Finding | None:
     line = a.first_line
     assert line is not None
     data = [f"Bevacizumab-type event: {md(f.label)} ({md(f.code)}{', severe' if f.severe else ''}), "
-            f"{_when(f.date)} ({md(f.source)})" for f in events]
+            f"{when(f.date)} ({md(f.source)})" for f in events]
     data.append(_first_line_line(a))
-    bev = (f"Bevacizumab exposure: {_when(line.bevacizumab_start)} → "
+    bev = (f"Bevacizumab exposure: {when(line.bevacizumab_start)} → "
            f"{line.bevacizumab_end.isoformat() if line.bevacizumab_end else 'ongoing or end not recorded'}")
     data.append(bev)
     grade = a.albi.current_grade
-    data.append(f"ALBI: {a.albi.score:.2f}, grade {a.albi.grade}, {_when(a.albi.date)} ({a.albi.status})"
+    data.append(f"ALBI: {a.albi.score:.2f}, grade {a.albi.grade}, {when(a.albi.date)} ({a.albi.status})"
                 if a.albi.score is not None else f"ALBI: {a.albi.status}")
     if line.anti_ctla4:
         alternative = ("The first line already contained anti-CTLA-4, so the ipilimumab-retrial evidence does not "
@@ -423,10 +418,10 @@ def _poor_status(a: Assessment, order: DraftOrder) -> _Finding | None:
     perf = a.performance
     if perf.value is not None:
         origin = f" (Karnofsky {perf.karnofsky} mapped to ECOG)" if perf.source == "karnofsky" else ""
-        data.append(f"Performance status: ECOG {perf.value}{origin}, {_when(perf.date)} ({perf.status})")
+        data.append(f"Performance status: ECOG {perf.value}{origin}, {when(perf.date)} ({perf.status})")
     if a.albi.score is not None:
         data.append(f"ALBI: {a.albi.score:.2f}, grade {a.albi.grade} (bilirubin {a.albi.bilirubin_umol_per_l:.1f} "
-                    f"µmol/L, albumin {a.albi.albumin_g_per_l:.1f} g/L), {_when(a.albi.date)} ({a.albi.status})")
+                    f"µmol/L, albumin {a.albi.albumin_g_per_l:.1f} g/L), {when(a.albi.date)} ({a.albi.status})")
     if poor_ecog:
         problems.append(f"ECOG {ecog}")
         quotes.append(_quote("R1"))
@@ -459,14 +454,14 @@ def _ramucirumab_afp(a: Assessment, order: DraftOrder) -> _Finding | None:
         return None
     if value is not None:
         shown = f"AFP {value:g} ng/mL (< 400)"
-        data = [f"AFP: {value:g} ng/mL, {_when(afp.date)} (current)"]
+        data = [f"AFP: {value:g} ng/mL, {when(afp.date)} (current)"]
     else:
         shown = "no current AFP in ng/mL"
         if afp.status == "not-evaluated":
-            data = [f"AFP: latest result ({_when(afp.date)}) is in IU/mL: not evaluated against 400 ng/mL "
+            data = [f"AFP: latest result ({when(afp.date)}) is in IU/mL: not evaluated against 400 ng/mL "
                     "(no conversion is assumed)"]
         elif afp.ng_per_ml is not None:
-            data = [f"AFP: {afp.ng_per_ml:g} ng/mL, {_when(afp.date)} ({afp.status}: not current)"]
+            data = [f"AFP: {afp.ng_per_ml:g} ng/mL, {when(afp.date)} ({afp.status}: not current)"]
         else:
             data = [f"AFP: {afp.status}"]
     return _Finding(
@@ -497,12 +492,7 @@ def _prior_ctla4(a: Assessment, order: DraftOrder, all_orders: list[DraftOrder])
         f"The evidence for ipilimumab-based ICI retrial comes from patients whose first line was anti-PD-(L)1 only "
         f"(Wong et al., Roessler et al.); this patient's first line already contained anti-CTLA-4 ({prior}), so "
         "that rationale does not apply. Consider TKI, local therapy or a clinical trial.",
-        [_first_line_line(a)], [f"> “{_WONG_QUOTE}” ({SHORT_CITATION})", _quote("R4-liver")], [])
-
-
-def _expected_lenvatinib_mg(weight_kg: float) -> int:
-    """8 mg once daily < 60 kg, 12 mg ≥ 60 kg (REFLECT; clinical-codes.md §5)."""
-    return LENVATINIB_HIGH_MG if weight_kg >= LENVATINIB_WEIGHT_KG else LENVATINIB_LOW_MG
+        [_first_line_line(a)], [_quote("R4-wong"), _quote("R4-liver")], [])
 
 
 def _lenvatinib_dose(a: Assessment, order: DraftOrder, patient_id: str, new_id: UuidFactory) -> _Finding | None:
@@ -514,7 +504,7 @@ def _lenvatinib_dose(a: Assessment, order: DraftOrder, patient_id: str, new_id: 
     caveats = ["Doses come from the product label and REFLECT (not from the paper); adjust for toxicity and "
                "local protocols."]
     if weight.current_kg is None:
-        last = (f"last weight {weight.kg:g} kg on {_when(weight.date)} ({weight.status})" if weight.kg is not None
+        last = (f"last weight {weight.kg:g} kg on {when(weight.date)} ({weight.status})" if weight.kg is not None
                 else f"weight {weight.status}")
         return _Finding(
             "lenvatinib-dose", "info",
@@ -524,7 +514,7 @@ def _lenvatinib_dose(a: Assessment, order: DraftOrder, patient_id: str, new_id: 
             [f"Body weight: {last}", f"Ordered: {ordered}"], [_quote("R7")], caveats)
     if order.dose is None:
         return None
-    expected = _expected_lenvatinib_mg(weight.current_kg)
+    expected = lenvatinib_mg(weight.current_kg)
     if abs(order.dose.daily_mg - expected) < 0.01:
         return None
     band = "< 60 kg" if expected == LENVATINIB_LOW_MG else "≥ 60 kg"
@@ -545,7 +535,7 @@ def _lenvatinib_dose(a: Assessment, order: DraftOrder, patient_id: str, new_id: 
         f"Lenvatinib is dosed by body weight: 8 mg once daily below 60 kg, 12 mg once daily from 60 kg. The draft "
         f"orders {order.dose.daily_mg:g} mg/day; the current weight gives {expected} mg once daily. Keep a lower "
         "dose only if it is an intended dose reduction.",
-        [f"Body weight: {weight.current_kg:g} kg, {_when(weight.date)} (current)", f"Ordered: {ordered}"],
+        [f"Body weight: {weight.current_kg:g} kg, {when(weight.date)} (current)", f"Ordered: {ordered}"],
         [_quote("R7")], caveats, suggestion)
 
 

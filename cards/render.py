@@ -14,7 +14,8 @@ from datetime import date
 from . import terminology as t
 from .assessment import Assessment
 from .evidence import CITATION, QUOTES, SHORT_CITATION, TRIALS, TRIALS_AS_OF
-from .rules import DOSES, Recommendation
+from .medications import FirstLine
+from .rules import Recommendation
 
 SUMMARY_MAX = 139
 CONTRACT_VERSION = "1"
@@ -54,8 +55,15 @@ def source(topic: str) -> dict:
             "topic": {"system": t.CARD_TOPIC_SYSTEM, "code": topic, "display": _TOPICS[topic]}}
 
 
-def _when(value: date | None) -> str:
+def when(value: date | None) -> str:
     return value.isoformat() if value else "date unknown"
+
+
+def first_line_text(line: FirstLine) -> str:
+    """Regimen, drugs, dates and stop reason; "ongoing" only while the course is active."""
+    end = "ongoing" if line.active else (f"{line.end}" if line.end else "end date not recorded")
+    stop = f"; stopped: {line.stop_reason}" if line.stop_reason else ""
+    return f"{line.regimen} ({', '.join(line.drugs)}), {line.start} → {end}{stop}"
 
 
 # -- the second-line card ------------------------------------------------------------------------
@@ -69,7 +77,7 @@ def _assessment_table(a: Assessment) -> str:
     if albi.score is not None:
         rows.append(("ALBI", f"{albi.score:.2f}, grade {albi.grade} (mALBI {albi.malbi}); bilirubin "
                      f"{albi.bilirubin_umol_per_l:.1f} µmol/L, albumin {albi.albumin_g_per_l:.1f} g/L; "
-                     f"{_when(albi.date)}: **{albi.status}**"))
+                     f"{when(albi.date)}: **{albi.status}**"))
     else:
         rows.append(("ALBI", f"**{albi.status}**: not computed"))
     if albi.trend:
@@ -77,13 +85,11 @@ def _assessment_table(a: Assessment) -> str:
                                                            for p in albi.trend)))
     if ecog.value is not None:
         origin = f"Karnofsky {ecog.karnofsky} → ECOG" if ecog.source == "karnofsky" else "ECOG"
-        rows.append(("Performance status", f"ECOG {ecog.value} ({origin}), {_when(ecog.date)}: **{ecog.status}**"))
+        rows.append(("Performance status", f"ECOG {ecog.value} ({origin}), {when(ecog.date)}: **{ecog.status}**"))
     else:
         rows.append(("Performance status", f"**{ecog.status}**: ECOG/Karnofsky not usable; not assumed"))
     if line:
-        end = "ongoing" if line.active else (f"{line.end}" if line.end else "end date not recorded")
-        stop = f"; stopped: {line.stop_reason}" if line.stop_reason else ""
-        rows.append(("First line", f"{line.regimen} ({', '.join(line.drugs)}), {line.start} → {end}{stop}"))
+        rows.append(("First line", first_line_text(line)))
     if prog:
         lesions = ("" if prog.progressing_lesions is None
                    else f"; {prog.progressing_lesions} progressing lesion(s)")
@@ -91,18 +97,18 @@ def _assessment_table(a: Assessment) -> str:
         evidence = "; ".join(md(e) for e in prog.evidence) or "none"
         hyper = {"yes": "**yes**", "no": "no", "not-assessable": "not assessable (needs pre-ICI and "
                  "progression-scan measurements of the same lesions, and a progression date)"}
-        rows.append(("Progression", f"**{prog.pattern}** ({_when(prog.date)}){lesions}{organs}. Evidence: "
+        rows.append(("Progression", f"**{prog.pattern}** ({when(prog.date)}){lesions}{organs}. Evidence: "
                      f"{evidence}. New vascular invasion: {'yes' if prog.new_vascular_invasion else 'no'}. "
                      f"Hyperprogression: {hyper[prog.hyperprogression]}"))
     if aes:
         def listed(findings) -> str:  # type: ignore[no-untyped-def]
-            return "; ".join(f"{md(f.label)} ({md(f.code)}{', severe' if f.severe else ''}, {_when(f.date)})"
+            return "; ".join(f"{md(f.label)} ({md(f.code)}{', severe' if f.severe else ''}, {when(f.date)})"
                              for f in findings) or "none recorded"
         rows.append(("Adverse events", f"immune-related: {listed(aes.immune_related)}; bevacizumab-type: "
                      f"{listed(aes.bevacizumab_related)}"))
     afp_text = {"missing": "**missing**", "not-evaluated": "**in IU/mL: not evaluated** for AFP ≥ 400 ng/mL"}
-    rows.append(("AFP", afp_text.get(afp.status) or f"{afp.ng_per_ml:g} ng/mL, {_when(afp.date)}: **{afp.status}**"))
-    rows.append(("Weight", f"{weight.kg:.1f} kg, {_when(weight.date)}: **{weight.status}**" if weight.kg is not None
+    rows.append(("AFP", afp_text.get(afp.status) or f"{afp.ng_per_ml:g} ng/mL, {when(afp.date)}: **{afp.status}**"))
+    rows.append(("Weight", f"{weight.kg:.1f} kg, {when(weight.date)}: **{weight.status}**" if weight.kg is not None
                  else f"**{weight.status}**"))
     lines = ["| Assessment | Value |", "|---|---|"]
     lines += [f"| {name} | {value.replace('|', '/')} |" for name, value in rows]
@@ -273,5 +279,3 @@ def trials_card(new_id: UuidFactory = new_uuid) -> dict:
                    "type": "absolute"} for nct, _phase, _design in TRIALS],
     }
 
-
-__all__ = ["DOSES", "data_quality_card", "md", "second_line_card", "source", "summarise", "trials_card"]

@@ -14,6 +14,7 @@ from .markers import AFP_RAMUCIRUMAB_THRESHOLD_NG_ML
 ECOG_POOR = 2  # [derived] "ECOG ≥ 2 at disease progression" (Talbot et al., cited by the paper)
 ALBI_POOR_GRADE = 3  # [derived] "ALBI grade ≥ 3 at disease progression"
 LENVATINIB_WEIGHT_KG = 60.0
+LENVATINIB_LOW_MG, LENVATINIB_HIGH_MG = 8, 12
 
 STRENGTHS = ("preferred", "alternative", "consider", "caution", "avoid")
 _GROUP = {"local-ablative-therapy": 0, "sbrt-vascular-invasion": 0, "tki-lenvatinib": 1, "tki-sorafenib": 2,
@@ -87,11 +88,17 @@ class Recommendation:
         return sorted(self.options, key=lambda o: (STRENGTHS.index(o.strength), _GROUP[o.code]))
 
 
+def lenvatinib_mg(weight_kg: float) -> int:
+    """Daily lenvatinib dose: 8 mg < 60 kg, 12 mg ≥ 60 kg (REFLECT; clinical-codes.md §5)."""
+    return LENVATINIB_HIGH_MG if weight_kg >= LENVATINIB_WEIGHT_KG else LENVATINIB_LOW_MG
+
+
 def lenvatinib_dose(weight_kg: float | None) -> str:
-    """8 mg once daily < 60 kg, 12 mg ≥ 60 kg (REFLECT); say so when the weight is unknown."""
+    """The dose text for the options; says so when the weight is unknown."""
     if weight_kg is None:
-        return "8 mg once daily if < 60 kg, 12 mg once daily if ≥ 60 kg (current weight unknown)"
-    return "12 mg once daily" if weight_kg >= LENVATINIB_WEIGHT_KG else "8 mg once daily"
+        return (f"{LENVATINIB_LOW_MG} mg once daily if < 60 kg, {LENVATINIB_HIGH_MG} mg once daily if ≥ 60 kg "
+                "(current weight unknown)")
+    return f"{lenvatinib_mg(weight_kg)} mg once daily"
 
 
 def applicable(a: Assessment) -> bool:
