@@ -16,10 +16,8 @@ from datetime import date, timedelta
 from . import terminology as t
 from .measurements import Problem
 from .medications import FirstLine, identify_drugs
+from .policy import Policy, default_policy
 from .record import PatientRecord, codings, concept_text, condition_date, parse_date
-
-EXPOSURE_TAIL = timedelta(days=90)
-T45_LINK_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -55,16 +53,16 @@ def _manifestation(concept: object, labeller) -> tuple[str, str] | None:  # type
     return None
 
 
-def _linked_drug_effect(when: date | None, ici_start: date, effect_dates: list[date | None]) -> bool:
-    """A dated manifestation after ICI start with a T45.1X5- Condition within 30 days of it [derived link]."""
+def _linked_drug_effect(when: date | None, ici_start: date, effect_dates: list[date | None], days: int) -> bool:
+    """A dated manifestation after ICI start with a T45.1X5- Condition within ``days`` of it [derived link]."""
     return when is not None and when >= ici_start and any(
-        d is not None and abs((d - when).days) <= T45_LINK_DAYS for d in effect_dates)
+        d is not None and abs((d - when).days) <= days for d in effect_dates)
 
 
-def _within(when: date | None, start: date | None, end: date | None, now: date) -> bool:
+def _within(when: date | None, start: date | None, end: date | None, now: date, tail_days: int) -> bool:
     if when is None or start is None:
         return False
-    return start <= when <= (end or now) + EXPOSURE_TAIL
+    return start <= when <= (end or now) + timedelta(days=tail_days)
 
 
 def _suspect_drugs(record: PatientRecord, event: dict) -> set[str]:
@@ -95,7 +93,11 @@ def _ae_severe(event: dict) -> bool:
     return False
 
 
-def assess_adverse_events(record: PatientRecord, line: FirstLine, now: date) -> AdverseEvents:
+def assess_adverse_events(record: PatientRecord, line: FirstLine, now: date,
+                          policy: Policy | None = None) -> AdverseEvents:
+    policy = policy or default_policy()
+    ici_tail, bev_tail, link = (policy.irae_days_after_ici_end, policy.bevacizumab_days_after_end,
+                                policy.drug_effect_link_days)
     irae: list[AdverseEventFinding] = []
     bev: list[AdverseEventFinding] = []
     problems: list[Problem] = []
@@ -108,18 +110,21 @@ def assess_adverse_events(record: PatientRecord, line: FirstLine, now: date) -> 
         source = f"Condition/{cond.get('id', '?')}"
         if found := _manifestation(cond.get("code"), _irae_label):
             code, label = found
-            if _within(when, line.start, line.ici_end, now) or _linked_drug_effect(when, line.start, drug_effect_dates):
+            if _within(when, line.start, line.ici_end, now, ici_tail) or _linked_drug_effect(
+                    when, line.start, drug_effect_dates, link):
                 irae.append(AdverseEventFinding(code, label, when, severe_coded or line.stopped_for_toxicity, source))
             elif when is None:
                 problems.append(Problem("adverse-event", "undated",
-                                        f"{source} ({label}) has no onset date: not counted as an irAE"))
+                                        f"a diagnosis of {label} has no onset date: not counted as an "
+                                        "immune-related adverse event"))
         if line.has_bevacizumab and (found := _manifestation(cond.get("code"), _bev_label)):
             code, label = found
-            if _within(when, line.bevacizumab_start, line.bevacizumab_end, now):
+            if _within(when, line.bevacizumab_start, line.bevacizumab_end, now, bev_tail):
                 bev.append(AdverseEventFinding(code, label, when, severe_coded, source))
             elif when is None:
                 problems.append(Problem("adverse-event", "undated",
-                                        f"{source} ({label}) has no onset date: not counted as a bevacizumab event"))
+                                        f"a diagnosis of {label} has no onset date: not counted as a "
+                                        "bevacizumab-type event"))
     for event in record.adverse_events():
         suspects = _suspect_drugs(record, event)
         when = parse_date(event.get("date")) or parse_date(event.get("detected"))
@@ -132,10 +137,11 @@ def assess_adverse_events(record: PatientRecord, line: FirstLine, now: date) -> 
         # A bleed, thrombosis or perforation on a bevacizumab combination is a bevacizumab-type event even when
         # the ICI is listed as a co-suspect (combination regimens are recorded that way).
         if line.has_bevacizumab and _manifestation(concept, _bev_label) and (
-                "bevacizumab" in suspects or _within(when, line.bevacizumab_start, line.bevacizumab_end, now)):
+                "bevacizumab" in suspects
+                or _within(when, line.bevacizumab_start, line.bevacizumab_end, now, bev_tail)):
             bev.append(AdverseEventFinding(code, label, when, severe, source))
         elif (suspects & t.ICI_NAMES and not _manifestation(concept, _bev_label)) or (
-                _manifestation(concept, _irae_label) and _within(when, line.start, line.ici_end, now)):
+                _manifestation(concept, _irae_label) and _within(when, line.start, line.ici_end, now, ici_tail)):
             irae.append(AdverseEventFinding(code, label, when, severe or line.stopped_for_toxicity, source))
     return AdverseEvents(tuple(_dedupe(irae)), tuple(_dedupe(bev)), tuple(problems))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from . import terminology as t
 from .measurements import Problem, latest_usable, quantity_value
@@ -67,7 +67,7 @@ class AlbiResult:
         return self.grade if self.status == "current" else None
 
 
-def assess_albi(record: PatientRecord, now: date, current_days: int) -> AlbiResult:
+def assess_albi(record: PatientRecord, now: date | datetime, current_days: int) -> AlbiResult:
     """ALBI from the most recent usable albumin and bilirubin; the date is the older of the two."""
     albumin, albumin_problems = latest_usable(record, "albumin", t.ALBUMIN_MASS, t.ALBUMIN_TO_G_L,
                                               ALBUMIN_PLAUSIBLE_G_L, now, current_days, "g/L")
@@ -99,7 +99,8 @@ def _trend(record: PatientRecord) -> tuple[AlbiPoint, ...]:
     def by_day(codes: frozenset[str]) -> dict[date, list[dict]]:
         days: dict[date, list[dict]] = {}
         for when, obs in record.observation_candidates(codes):
-            days.setdefault(when, []).append(obs)
+            if when.year > 1:
+                days.setdefault(when.date(), []).append(obs)
         return days
 
     def usable(observations: list[dict], factors: dict[str, float], plausible: tuple[float, float]) -> float | None:
@@ -111,7 +112,7 @@ def _trend(record: PatientRecord) -> tuple[AlbiPoint, ...]:
 
     albumin, bilirubin = by_day(t.ALBUMIN_MASS), by_day(t.BILIRUBIN_TOTAL)
     points: list[AlbiPoint] = []
-    for day in sorted((set(albumin) & set(bilirubin)) - {date.min}, reverse=True):
+    for day in sorted(set(albumin) & set(bilirubin), reverse=True):
         alb = usable(albumin[day], t.ALBUMIN_TO_G_L, ALBUMIN_PLAUSIBLE_G_L)
         bili = usable(bilirubin[day], t.BILIRUBIN_TO_UMOL_L, BILIRUBIN_PLAUSIBLE_UMOL_L)
         if alb is not None and bili is not None:

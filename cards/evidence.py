@@ -15,8 +15,9 @@ QUOTES: dict[str, str] = {
            "ICI-based therapy by looking at published studies and ongoing prospective trials aimed to overcome "
            "the resistance of immunotherapy."),
     "R1": ("Talbot et al. [14] reported that poor performance state (ECOG ≥ 2) at disease progression was "
-           "strongly associated with poor OS (HR 2.04 [1.31–3.17], p = 0.0015) on multivariate analysis. […] "
-           "thus, the risk-benefit balance needs to be carefully weighed."),
+           "strongly associated with poor OS (HR 2.04 [1.31–3.17], p = 0.0015) on multivariate analysis."),
+    "R1-weigh": ("Therefore, the possibility exists that further treatment itself might accelerate clinical "
+                 "deterioration in these situations; thus, the risk-benefit balance needs to be carefully weighed."),
     "R2": ("Poor liver function (albumin-bilirubin [ALBI] grade ≥ 3) at disease progression was also associated "
            "with poor OS (HR 1.51 [1.04–2.21], p = 0.0334), but only on univariate analysis."),
     "R2b": ("Moreover, if hyper-progressive disease occurs after failure of ICI-based therapy, it becomes more "
@@ -37,6 +38,13 @@ QUOTES: dict[str, str] = {
     "R5-definition": ("Although there is no strict definition of oligoprogression, disease progression of 3–5 "
                       "lesions in 1–3 organs after achieving at least stable disease of other sites for a minimum "
                       "of 3 months on ICIs is generally suggested as a definition [43, 44]."),
+    "R5-continue": ("Differentiating between oligoprogression and true progression may be important because "
+                    "clinicians can try continuing with ICI therapy if the oligoprogression sites can be well "
+                    "controlled by LAT."),
+    "R5-rare": "Studies of SBRT for oligoprogression during ICI therapy in HCC patients are extremely rare.",
+    "R6-prognosis": ("Talbot et al. [14] reported that new vascular invasion was a representative pattern of "
+                     "post-ICI therapy progression associated with shorter OS (HR 2.15 [95% CI: 1.38–3.35]; "
+                     "p = 0.0007), and actually median OS was only 0.4 months."),
     "R6": ("Talbot et al. [14] reported that new vascular invasion was a representative pattern of post-ICI "
            "therapy progression associated with shorter OS (HR 2.15 [95% CI: 1.38–3.35]; p = 0.0007), and "
            "actually median OS was only 0.4 months. Therefore, SBRT can play an important role to control new "
@@ -49,6 +57,13 @@ QUOTES: dict[str, str] = {
                     "choose lenvatinib as a second-line treatment, they may expect a more potent PFS and ORR than "
                     "sorafenib; however, there are no further treatments with strong evidence after failure of "
                     "lenvatinib."),
+    "R7-sorafenib": ("They reported that lenvatinib was the most effective compared to other TKIs (median OS 24 vs. "
+                     "18–23 months), whereas sorafenib had the best safety profile (with the least severe adverse "
+                     "events) compared to other TKIs (63 vs. 67.8–70%)."),
+    "ici-continuation": ("Interestingly, post-progression survival was longer (15.3 months) in the group that "
+                         "received ICI beyond progression followed by TKIs; therefore, one could postulate that "
+                         "subsequent TKIs might be more effective because of synergism with continued ICI beyond "
+                         "progressive disease."),
     "R7-ramucirumab": ("Median OS of ramucirumab (only if AFP ≥ 400 ng/mL) [21], regorafenib [22], and "
                        "cabozantinib [23] compared to placebo after failure of sorafenib were 8.5 versus 7.3 "
                        "months (p = 0.0199), 10.6 versus 8.0 months (p < 0.001), and 10.2 versus 8.0 months "
@@ -65,14 +80,6 @@ QUOTES: dict[str, str] = {
     "ici-combination": ("Therefore, we must pay attention to adverse events when both ICIs are combined."),
 }
 
-# The paper's Table 1 (ongoing trials). Status as published; no results are claimed (clinical-codes.md §6).
-TRIALS_AS_OF = "as listed in the paper's Table 1 (2023); current status not verified"
-TRIALS: tuple[tuple[str, str, str], ...] = (
-    ("NCT04770896", "IMbrave251, phase III",
-     "atezolizumab + lenvatinib or sorafenib vs lenvatinib or sorafenib after atezolizumab-bevacizumab"),
-    ("NCT05178043", "phase II", "nivolumab + GT90001 (anti-ALK-1) after prior ICIs"),
-    ("NCT05199285", "phase II", "nivolumab + ipilimumab after atezolizumab-bevacizumab"),
-    ("NCT03970616", "phase Ib/II", "durvalumab + tivozanib, incl. after atezolizumab-bevacizumab"),
-    ("NCT05101629", "phase II", "pembrolizumab + lenvatinib after prior ICIs"),
-    ("NCT04430452", "phase II", "durvalumab ± tremelimumab + hypofractionated RT after prior ICIs"),
-)
+# The paper's Table 1 (ongoing trials) lives in the site policy (cards.policy, ``trials``): ids, eligibility and
+# the paper's estimated completion dates. No results are claimed (clinical-codes.md §6).
+TRIALS_AS_OF = "listed as ongoing in the paper's Table 1, 2023; current status not verified"

@@ -8,10 +8,10 @@ Weight (29463-7; kg, g, [lb_av]) sets the lenvatinib dose (8 mg < 60 kg, 12 mg â
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from . import terminology as t
-from .measurements import Problem, latest_usable
+from .measurements import Problem, day, latest_usable
 from .record import PatientRecord, observation_date
 
 AFP_RAMUCIRUMAB_THRESHOLD_NG_ML = 400.0
@@ -31,13 +31,13 @@ class AfpResult:
         return self.ng_per_ml if self.status == "current" else None
 
 
-def assess_afp(record: PatientRecord, now: date, current_days: int) -> AfpResult:
-    mass, problems = latest_usable(record, "afp", t.AFP_MASS, t.AFP_TO_NG_ML, AFP_PLAUSIBLE_NG_ML, now,
+def assess_afp(record: PatientRecord, now: date | datetime, current_days: int) -> AfpResult:
+    mass, problems = latest_usable(record, "AFP", t.AFP_MASS, t.AFP_TO_NG_ML, AFP_PLAUSIBLE_NG_ML, now,
                                    current_days, "ng/mL")
     newest = next(record.observations(t.AFP_UNITS), None)
     newest_iu = observation_date(newest) if newest else None
     if newest_iu and (mass is None or newest_iu > mass.date):
-        note = Problem("afp", "not-evaluated", f"latest AFP ({newest_iu}) is in IU/mL: not evaluated for "
+        note = Problem("afp", "not-evaluated", f"latest AFP ({day(newest_iu)}) is in IU/mL: not evaluated for "
                        "the AFP â‰¥ 400 ng/mL criterion (no conversion is assumed)")
         kept = tuple(p for p in problems if p.kind != "missing")
         return AfpResult("not-evaluated", None, newest_iu, (*kept, note))
@@ -58,7 +58,7 @@ class WeightResult:
         return self.kg if self.status == "current" else None
 
 
-def assess_weight(record: PatientRecord, now: date, current_days: int) -> WeightResult:
+def assess_weight(record: PatientRecord, now: date | datetime, current_days: int) -> WeightResult:
     measurement, problems = latest_usable(record, "weight", {t.BODY_WEIGHT}, t.WEIGHT_TO_KG,
                                           WEIGHT_PLAUSIBLE_KG, now, current_days, "kg")
     if measurement is None:

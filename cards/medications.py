@@ -1,10 +1,12 @@
-"""Systemic therapy: drug recognition, first-line ICI-based course, regimen name and stop reason.
+"""Systemic therapy: drug recognition, exposure, lines of therapy, failed drugs (clinical-rules.md §1–§2).
 
-clinical-rules.md §2 "First-line ICI-based therapy": the earliest course containing an ICI; start = earliest
-ICI record; end = latest end/stop date, or open while active. Drugs are recognised from RxNorm ingredient *and*
-product codes, ATC (current and legacy), then the generic or brand name in text/display (clinical-codes.md §4).
-Stop reason from ``statusReason`` (mCODE TreatmentTerminationReasonVS): 266721009 no response → progression,
-407563006 not tolerated → toxicity.
+Drugs are recognised from RxNorm ingredient *and* product codes, ATC (current and legacy), then the generic or
+brand name in text/display (clinical-codes.md §4), also through a referenced Medication and its ingredients.
+Exposure means given: planned or proposed orders, entered-in-error and not-taken records are not exposure.
+Courses: a drug started within the policy's course-join window of a course's first start joins it; a drug
+already in the latest course continues it (the same ICI resumed); anything later opens a new line. Line 1 is the
+earliest course. Stop reason from ``statusReason`` (mCODE TreatmentTerminationReasonVS): 266721009 no response →
+progression, 407563006 not tolerated → toxicity.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ from datetime import date, timedelta
 from . import terminology as t
 from .record import PatientRecord, codings, concept_text, list_of, parse_date
 
-REGIMEN_WINDOW = timedelta(days=28)  # partners starting within 4 weeks of the first ICI belong to the course
 ADMINISTRATION_ACTIVE_WINDOW = timedelta(days=42)  # a course given by administrations is open this long after
 _NAME_PATTERN = {drug.name: re.compile(r"\b(" + "|".join(map(re.escape, drug.names)) + r")\b", re.IGNORECASE)
                  for drug in t.DRUGS}
-_EXCLUDED_STATUS = {"entered-in-error", "not-taken", "cancelled", "draft", "intended", "not-done", "unknown"}
+# Exposure (clinical-rules.md §1 "Exposure"): what a record must not be to mean "given".
+_NOT_GIVEN_STATUS = {
+    "MedicationRequest": {"entered-in-error", "cancelled", "draft"},
+    "MedicationStatement": {"entered-in-error", "not-taken", "intended"},
+    "MedicationAdministration": {"entered-in-error", "not-done"},
+}
+_ORDER_INTENTS = {"order", "original-order", "reflex-order", "filler-order", "instance-order"}
 _ACTIVE_STATUS = {"active", "in-progress", "on-hold"}
+_HCC_OR_POSSIBLE = {"C22.0", "C22.8", "C22.9"}
 
 
 def identify_drugs(concept: object, text: str = "") -> set[t.Drug]:
@@ -57,19 +65,25 @@ class MedicationUse:
     source: str  # Type/id
 
 
-def _resource_drugs(record: PatientRecord, resource: dict) -> set[t.Drug]:
-    if "medicationCodeableConcept" in resource:
-        return identify_drugs(resource["medicationCodeableConcept"])
+def resource_drugs(record: PatientRecord, resource: dict) -> tuple[set[t.Drug], bool]:
+    """(drugs, identified): the drugs a medication record names, and False when the record names no drug we can
+    read at all (an unresolvable ``medicationReference`` without a display, or a Medication without code/text)."""
+    if isinstance(resource.get("medicationCodeableConcept"), dict):
+        concept = resource["medicationCodeableConcept"]
+        drugs = identify_drugs(concept)
+        return drugs, bool(drugs or concept_text(concept) or list(codings(concept)))
     reference = resource.get("medicationReference")
-    medication = record.resolve(reference, resource)
     display = reference.get("display", "") if isinstance(reference, dict) else ""
+    medication = record.resolve(reference, resource)
     if medication is None:
-        return identify_drugs(None, display)
-    drugs = identify_drugs(medication.get("code"), display)
-    for ingredient in medication.get("ingredient") or ():
+        drugs = identify_drugs(None, display if isinstance(display, str) else "")
+        return drugs, bool(drugs)
+    drugs = identify_drugs(medication.get("code"), display if isinstance(display, str) else "")
+    for ingredient in list_of(medication.get("ingredient")):
         if isinstance(ingredient, dict):
             drugs |= identify_drugs(ingredient.get("itemCodeableConcept"))
-    return drugs
+    named = bool(drugs or concept_text(medication.get("code")) or list(codings(medication.get("code"))))
+    return drugs, named
 
 
 def _period(resource: dict, name: str) -> tuple[date | None, date | None]:
@@ -102,18 +116,60 @@ def _dates(resource: dict) -> tuple[date | None, date | None]:
     return start or v_start or parse_date(resource.get("authoredOn")), end or v_end
 
 
+def _given(resource: dict) -> bool:
+    """Exposure means given (clinical-rules.md §1): order intents only for requests; no not-given statuses."""
+    rtype = resource["resourceType"]
+    if resource.get("status", "") in _NOT_GIVEN_STATUS[rtype]:
+        return False
+    return rtype != "MedicationRequest" or resource.get("intent") in _ORDER_INTENTS
+
+
+def _other_malignancy(record: PatientRecord, resource: dict) -> bool:
+    """A course given for a malignancy other than HCC (ICD-10-CM C00–C96 except C22.0/C22.8/C22.9)."""
+    concepts = list_of(resource.get("reasonCode"))
+    for reference in list_of(resource.get("reasonReference")):
+        target = record.resolve(reference, resource)
+        if target is not None:
+            concepts.append(target.get("code"))
+    for system, code in codings(concepts):
+        if system != t.ICD10CM or not re.fullmatch(r"C[0-9]{2}(\..*)?", code) or code[:5] in _HCC_OR_POSSIBLE:
+            continue
+        # C77–C80 name secondary or unspecified sites (an HCC course may be given for them): not another cancer.
+        if int(code[1:3]) <= 96 and not 77 <= int(code[1:3]) <= 80:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class UnidentifiedMedication:
+    """A medication record whose drug cannot be identified (named on the data-quality card, never dropped)."""
+
+    source: str  # Type/id
+    date: date | None
+
+
 def medication_uses(record: PatientRecord, now: date) -> list[MedicationUse]:
     """Every recognised drug exposure from MedicationStatement, MedicationRequest, MedicationAdministration."""
-    uses = []
+    return medication_records(record, now)[0]
+
+
+def medication_records(record: PatientRecord, now: date) -> tuple[list[MedicationUse], list[UnidentifiedMedication]]:
+    """(exposures to drugs of the drug table, given records whose drug cannot be identified)."""
+    uses: list[MedicationUse] = []
+    unidentified: list[UnidentifiedMedication] = []
     for rtype in ("MedicationStatement", "MedicationRequest", "MedicationAdministration"):
         for resource in record.all(rtype):
-            status = resource.get("status", "")
-            if status in _EXCLUDED_STATUS:
+            if not _given(resource):
                 continue
-            drugs = _resource_drugs(record, resource)
-            if not drugs:
-                continue
+            drugs, identified = resource_drugs(record, resource)
             start, end = _dates(resource)
+            source = f"{rtype}/{resource.get('id', '?')}"
+            if not identified:
+                unidentified.append(UnidentifiedMedication(source, start))
+                continue
+            if not drugs or _other_malignancy(record, resource):
+                continue
+            status = resource.get("status", "")
             reasons = frozenset(code for _s, code in codings(resource.get("statusReason")))
             if rtype == "MedicationAdministration":
                 active = status in _ACTIVE_STATUS or (end is not None and now - end <= ADMINISTRATION_ACTIVE_WINDOW
@@ -121,8 +177,8 @@ def medication_uses(record: PatientRecord, now: date) -> list[MedicationUse]:
             else:
                 active = status in _ACTIVE_STATUS and (end is None or end >= now)
             for drug in drugs:
-                uses.append(MedicationUse(drug, start, end, active, reasons, f"{rtype}/{resource.get('id', '?')}"))
-    return uses
+                uses.append(MedicationUse(drug, start, end, active, reasons, source))
+    return uses, unidentified
 
 
 REGIMENS = (
@@ -130,11 +186,15 @@ REGIMENS = (
     ({"durvalumab", "tremelimumab"}, "durvalumab-tremelimumab"),
     ({"nivolumab", "ipilimumab"}, "nivolumab-ipilimumab"),
     ({"camrelizumab", "rivoceranib"}, "camrelizumab-rivoceranib"),
+    ({"lenvatinib", "pembrolizumab"}, "lenvatinib-pembrolizumab"),
 )
+COURSE_PARTNERS = frozenset({"bevacizumab", "rivoceranib"})  # regimen partners that may join the ICI course late
 
 
 @dataclass(frozen=True)
 class FirstLine:
+    """One course (line) of systemic therapy. The name is historical: every line of the history is one."""
+
     regimen: str
     drugs: tuple[str, ...]
     start: date
@@ -149,25 +209,39 @@ class FirstLine:
     bevacizumab_end: date | None  # None while open or when no end is recorded
     anti_ctla4: bool
     sources: tuple[str, ...]
+    line: int = 1
+    ici_active: bool = False  # an ICI of the course is still being given
+    last_ici_date: date | None = None  # the latest dated ICI exposure (start or end), for resumption
 
     @property
     def has_bevacizumab(self) -> bool:
         return "bevacizumab" in self.drugs
 
+    @property
+    def has_ici(self) -> bool:
+        return bool(set(self.drugs) & t.ICI_NAMES)
+
+    @property
+    def ici_drugs(self) -> tuple[str, ...]:
+        return tuple(d for d in self.drugs if d in t.ICI_NAMES)
+
+
+Course = FirstLine
+
 
 def regimen_name(drugs: set[str]) -> str:
+    """The regimen of clinical-rules.md §2; a course without an ICI is named by its drugs."""
     for members, name in REGIMENS:
         if members <= drugs:
             return name
     icis = drugs & t.ICI_NAMES
-    if icis == {"durvalumab"}:
+    if not icis:
+        return "-".join(sorted(drugs))
+    if icis == {"durvalumab"} and drugs == icis:
         return "durvalumab"
-    if icis == {"tislelizumab"}:
+    if icis == {"tislelizumab"} and drugs == icis:
         return "tislelizumab"
     return "other-ici"
-
-
-COURSE_PARTNERS = frozenset({"bevacizumab", "rivoceranib"})  # regimen partners that may join the ICI course late
 
 
 def _exposure_end(uses: list[MedicationUse]) -> date | None:
@@ -177,43 +251,54 @@ def _exposure_end(uses: list[MedicationUse]) -> date | None:
     return max(u.end for u in uses if u.end)
 
 
-def first_line(uses: list[MedicationUse]) -> FirstLine | None:
-    """The earliest ICI-containing course, or None when the record shows no dated ICI.
+def _group(uses: list[MedicationUse], join_days: int) -> list[list[MedicationUse]]:
+    """Uses grouped into courses in order of start (clinical-rules.md §2 "Treatment history")."""
+    window = timedelta(days=join_days)
+    courses: list[list[MedicationUse]] = []
+    for use in sorted((u for u in uses if u.start), key=lambda u: (u.start, u.drug.name)):
+        assert use.start is not None
+        if courses:
+            latest = courses[-1]
+            first = min(u.start for u in latest if u.start)
+            names = {u.drug.name for u in latest}
+            ici_open = _exposure_end([u for u in latest if u.drug.ici]) or use.start
+            partner = (use.drug.name in COURSE_PARTNERS and any(u.drug.ici for u in latest)
+                       and use.start <= ici_open)
+            if use.drug.name in names or use.start - first <= window or partner:
+                latest.append(use)
+                continue
+        courses.append([use])
+    # Undated records join the latest course that has the same drug.
+    for use in (u for u in uses if not u.start):
+        for course in reversed(courses):
+            if any(u.drug.name == use.drug.name for u in course):
+                course.append(use)
+                break
+    return courses
 
-    ICIs starting within 4 weeks of the first ICI form the course; bevacizumab or rivoceranib given at any time
-    during it belong to the regimen, other drugs only when started within 4 weeks of the first ICI.
-    """
-    ici_starts = [u.start for u in uses if u.drug.ici and u.start]
-    if not ici_starts:
-        return None
-    start = min(ici_starts)
-    ici_names = {u.drug.name for u in uses if u.drug.ici and u.start and abs(u.start - start) <= REGIMEN_WINDOW}
-    ici = [u for u in uses if u.drug.name in ici_names and (u.start is None or u.start >= start - REGIMEN_WINDOW)]
-    ici_end = _exposure_end(ici)
-    names = set(ici_names)
-    for u in uses:
-        if u.drug.ici or not u.start or u.start < start - REGIMEN_WINDOW:
-            continue
-        during = u.drug.name in COURSE_PARTNERS and (ici_end is None or u.start <= ici_end)
-        if during or u.start - start <= REGIMEN_WINDOW:
-            names.add(u.drug.name)
-    course = [u for u in uses if u.drug.name in names and (u.start is None or u.start >= start - REGIMEN_WINDOW)]
-    active = any(u.active for u in ici)
-    ends = [u.end for u in ici if u.end]
-    reasons = frozenset().union(*(u.stop_reasons for u in ici))
+
+def _course(uses: list[MedicationUse], number: int) -> FirstLine:
+    names = {u.drug.name for u in uses}
+    start = min(u.start for u in uses if u.start)
+    ici = [u for u in uses if u.drug.ici]
+    active = any(u.active for u in uses)
+    reasons = frozenset().union(*(u.stop_reasons for u in uses))
+    ici_reasons = frozenset().union(*(u.stop_reasons for u in ici)) if ici else reasons
     progression = t.STOP_NO_RESPONSE in reasons
-    toxicity = t.STOP_NOT_TOLERATED in reasons
+    toxicity = t.STOP_NOT_TOLERATED in ici_reasons
     if progression:
         stop_reason: str | None = "progression"
-    elif toxicity:
+    elif toxicity and not any(u.active for u in ici):
         stop_reason = "toxicity"
     elif active:
         stop_reason = None
     else:
         stop_reason = "other" if reasons else "unknown"
-    progression_dates = [u.end or u.start for u in ici if t.STOP_NO_RESPONSE in u.stop_reasons and (u.end or u.start)]
-    bev = [u for u in course if u.drug.name == "bevacizumab"]
+    progression_dates = [u.end or u.start for u in uses if t.STOP_NO_RESPONSE in u.stop_reasons and (u.end or u.start)]
+    ends = [u.end for u in uses if u.end]
+    bev = [u for u in uses if u.drug.name == "bevacizumab"]
     bev_starts = [u.start for u in bev if u.start]
+    ici_dates = [d for u in ici for d in (u.start, u.end) if d]
     return FirstLine(
         regimen=regimen_name(names),
         drugs=tuple(sorted(names)),
@@ -223,10 +308,29 @@ def first_line(uses: list[MedicationUse]) -> FirstLine | None:
         stop_reason=stop_reason,
         progression_stop_date=max(progression_dates) if progression_dates else None,
         stopped_for_progression=progression,
-        stopped_for_toxicity=toxicity,
-        ici_end=ici_end,
+        stopped_for_toxicity=toxicity and not any(u.active for u in ici),
+        ici_end=_exposure_end(ici),
         bevacizumab_start=min(bev_starts) if bev_starts else None,
         bevacizumab_end=_exposure_end(bev),
-        anti_ctla4=any(u.drug.anti_ctla4 for u in course),
-        sources=tuple(sorted({u.source for u in course})),
+        anti_ctla4=any(u.drug.anti_ctla4 for u in uses),
+        sources=tuple(sorted({u.source for u in uses})),
+        line=number,
+        ici_active=any(u.active for u in ici),
+        last_ici_date=max(ici_dates) if ici_dates else None,
     )
+
+
+def treatment_history(uses: list[MedicationUse], join_days: int = 28) -> tuple[FirstLine, ...]:
+    """Every line of systemic therapy, earliest first (line 1 is the earliest course)."""
+    return tuple(_course(course, number) for number, course in enumerate(_group(uses, join_days), 1))
+
+
+def first_line(uses: list[MedicationUse], join_days: int = 28) -> FirstLine | None:
+    """Line 1 of the treatment history when it contains an ICI, else None."""
+    lines = treatment_history(uses, join_days)
+    return lines[0] if lines and lines[0].has_ici else None
+
+
+def failed_drugs(line: FirstLine | None, progressed: bool) -> tuple[str, ...]:
+    """The drugs of line 1 when it progressed (clinical-rules.md §2 "Failed drugs")."""
+    return line.drugs if line is not None and progressed else ()

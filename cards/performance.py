@@ -8,11 +8,11 @@ interpretation). Karnofsky 89243-0 mapped with the standard (oBDS/MII) table: 90
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from . import terminology as t
-from .measurements import Problem, freshness
-from .record import PatientRecord, codings, observation_date
+from .measurements import Problem, day, freshness
+from .record import PatientRecord, codings, observation_instant
 
 
 def karnofsky_to_ecog(kps: int) -> int:
@@ -63,37 +63,54 @@ def _score_value(obs: dict, answers: dict[str, int]) -> int | float | None:
     return _coded(obs, answers)
 
 
-def _readings(record: PatientRecord, now: date, current_days: int, source: str) -> tuple[list, list[Problem]]:
-    """The newest plausible reading [(ecog, kps, date, freshness)] (or none), and the problems met before it."""
+def _readings(record: PatientRecord, now: date | datetime, current_days: int,
+              source: str) -> tuple[list, list[Problem]]:
+    """The newest plausible reading [(ecog, kps, date, freshness)] (or none), and the problems met before it.
+
+    Readings are ordered by full instant; two at the same instant that disagree: the higher ECOG counts and the
+    conflict is named (clinical-rules.md §1 "Time")."""
     code, answers = ((t.ECOG, {**t.ECOG_LOINC_ANSWERS, **t.ECOG_SNOMED_ANSWERS}) if source == "ecog"
                      else (t.KARNOFSKY, t.KARNOFSKY_LOINC_ANSWERS))
-    readings, problems = [], []
+    name = "ECOG" if source == "ecog" else "Karnofsky"
+    readings: list = []
+    problems: list[Problem] = []
+    chosen_at = None
     for obs in record.observations({code}):
-        oid = str(obs.get("id", "?"))
-        when = observation_date(obs)
+        instant = observation_instant(obs)
+        if chosen_at is not None and instant != chosen_at:
+            break
         value = _score_value(obs, answers)
-        if when is None:
-            problems.append(Problem("ecog", "undated", f"Observation/{oid} ({source}) has no date"))
+        if instant is None:
+            problems.append(Problem("ecog", "undated", f"{name} result has no date: not used"))
             continue
-        fresh = freshness(when, now, current_days)
+        when = instant.date()
+        fresh = freshness(instant, now, current_days)
         if value is None:
-            problems.append(Problem("ecog", "unreadable", f"Observation/{oid} ({source}, {when}) has no usable value"))
+            problems.append(Problem("ecog", "unreadable", f"{name} on {day(when)} could not be read: no usable value"))
             continue
         if source == "ecog":
             ok = float(value).is_integer() and 0 <= value <= 5
         else:
             ok = float(value).is_integer() and 0 <= value <= 100 and int(value) % 10 == 0
         if not ok or fresh == "future":
-            problems.append(Problem("ecog", "implausible", f"Observation/{oid} ({source}, {when}): {value} is "
-                                    + ("dated in the future" if ok else "not a valid score")))
+            problems.append(Problem("ecog", "implausible", f"{name} on {day(when)} "
+                                    + ("is dated after the evaluation time: not used" if ok
+                                       else f"is {value}, not a valid score: not used")))
             continue
         ecog = int(value) if source == "ecog" else karnofsky_to_ecog(int(value))
-        readings.append((ecog, int(value) if source == "karnofsky" else None, when, fresh))
-        break  # the newest plausible reading is all the rules use
+        reading = (ecog, int(value) if source == "karnofsky" else None, when, fresh)
+        if not readings:
+            readings.append(reading)
+            chosen_at = instant
+        elif reading[0] != readings[0][0]:
+            problems.append(Problem("ecog", "conflict", f"two different {name} results at the same time on "
+                                    f"{day(when)}: the worse one is used"))
+            if reading[0] > readings[0][0]:
+                readings[0] = reading
     return readings, problems
 
 
-def assess_performance(record: PatientRecord, now: date, current_days: int) -> PerformanceStatus:
+def assess_performance(record: PatientRecord, now: date | datetime, current_days: int) -> PerformanceStatus:
     ecog, ecog_problems = _readings(record, now, current_days, "ecog")
     kps, kps_problems = _readings(record, now, current_days, "karnofsky")
     problems = tuple(ecog_problems + kps_problems)
@@ -104,10 +121,10 @@ def assess_performance(record: PatientRecord, now: date, current_days: int) -> P
     latest = [(r, s) for s, rs in (("ecog", ecog), ("karnofsky", kps)) for r in rs[:1]]
     if latest:
         (value, karnofsky, when, _), source = max(latest, key=lambda item: item[0][2])
-        stale = Problem("ecog", "stale", f"latest performance status ({source}) is from {when} "
-                        f"(older than {current_days} days)")
+        stale = Problem("ecog", "stale", f"latest performance status ({'ECOG' if source == 'ecog' else 'Karnofsky'})"
+                        f" is from {day(when)}, older than {current_days} days")
         return PerformanceStatus("stale", value, source, karnofsky, when, (*problems, stale))
     if any(p.kind == "implausible" for p in problems):
         return PerformanceStatus("implausible", problems=problems)
     return PerformanceStatus("missing", problems=(*problems, Problem("ecog", "missing",
-                                                                     "no ECOG or Karnofsky in the record")))
+                                                                     "no ECOG or Karnofsky score in the record")))

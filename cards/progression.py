@@ -11,21 +11,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 from . import terminology as t
-from .measurements import Problem
+from .measurements import Problem, day
 from .medications import FirstLine
+from .policy import Policy, default_policy
 from .record import PatientRecord, codings, concept_text, condition_date, observation_date, reference_id
 
-# [derived, configurable] thresholds, each quoted in the card detail.
-OLIGO_MAX_LESIONS = 5  # paper: "3–5 lesions"; the cited literature means "up to" (clinical-codes.md §0.8)
-OLIGO_MAX_ORGANS = 3
-OLIGO_MIN_CONTROL = timedelta(days=90)  # "at least stable disease … for a minimum of 3 months on ICIs"
-HYPERPROGRESSION_WINDOW = timedelta(days=60)  # time to treatment failure < 2 months (Kato et al. 2017)
-HYPERPROGRESSION_GROWTH = 0.5  # > 50 % increase in tumour burden vs pre-immunotherapy imaging
+# The [derived] thresholds (oligoprogression limits, hyperprogression window and growth) live in the site policy.
 GROWTH_FRACTION = 0.20
 GROWTH_MIN_MM = 5.0
+
+
+def plural(count: int, noun: str) -> str:
+    """"1 lesion", "2 lesions" (clinical-rules.md §5: plurals are words)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -56,20 +57,32 @@ class Progression:
     problems: tuple[Problem, ...] = field(default=())
 
 
-def metastasis_organ(concept: object) -> str | None:
+def metastasis_organ(concept: object, body_site: object = None) -> str | None:
+    """The organ of a secondary-malignancy code; for a code that names no organ (SNOMED 128462008, ICD-10-CM
+    C78.8/C79.8x …) the organ comes from ``Condition.bodySite`` (mCODE style), else ``other``."""
     for system, code in codings(concept):
+        organ = None
         if system == t.ICD10CM:
-            for prefix, organ in t.METASTASIS_ICD10_PREFIX_ORGAN:
-                if code.startswith(prefix):
-                    return organ
+            organ = next((o for prefix, o in t.METASTASIS_ICD10_PREFIX_ORGAN if code.startswith(prefix)), None)
         elif system == t.SNOMED and code in t.METASTASIS_SNOMED_ORGAN:
-            return t.METASTASIS_SNOMED_ORGAN[code]
+            organ = t.METASTASIS_SNOMED_ORGAN[code]
+        if organ is not None:
+            return _site_organ(body_site) or organ if organ == "other" else organ
     return None
 
 
-def is_vascular_invasion(concept: object) -> bool:
+def _site_organ(body_site: object) -> str | None:
+    for system, code in codings(body_site):
+        if system == t.SNOMED and code in t.BODY_SITE_SNOMED_ORGAN:
+            return t.BODY_SITE_SNOMED_ORGAN[code]
+    texts = " ".join(concept_text(c) for c in (body_site if isinstance(body_site, list) else [body_site])).lower()
+    return next((organ for organ in t.ORGANS[:-1] if organ.replace("-", " ") in texts), None)
+
+
+def is_vascular_invasion(concept: object, site_snomed: frozenset[str] = frozenset()) -> bool:
+    """ICD-10-CM I81 (portal vein thrombosis), or a SNOMED code of the site policy."""
     return any((s == t.ICD10CM and c.startswith(t.VASCULAR_INVASION_ICD10_PREFIXES))
-               or (s == t.SNOMED and c in t.VASCULAR_INVASION_SNOMED) for s, c in codings(concept))
+               or (s == t.SNOMED and c in site_snomed) for s, c in codings(concept))
 
 
 def _organ_of(body_structure: dict | None) -> tuple[str, str]:
@@ -105,13 +118,15 @@ def _lesions(record: PatientRecord, start: date) -> tuple[list[Lesion], list[Pro
     structures: dict[str, dict | None] = {}
     problems: list[Problem] = []
     for obs in record.observations({t.TUMOR_SIZE}):
-        oid = obs.get("id", "?")
         when, size = observation_date(obs), _longest_dimension_mm(obs)
         focus = next(iter(obs.get("focus") or ()), None)
         key = reference_id(focus, "BodyStructure")
         if when is None or size is None or key is None:
-            missing = "date" if when is None else "longest dimension in mm/cm" if size is None else "lesion focus"
-            problems.append(Problem("lesion", "unreadable", f"Observation/{oid}: tumour size without {missing}"))
+            missing = "a date" if when is None else "a longest dimension in mm or cm" if size is None else \
+                "the lesion it measures"
+            dated = f" on {day(when)}" if when else ""
+            problems.append(Problem("lesion", "unreadable", f"a tumour size{dated} could not be read: it has no "
+                                    f"{missing}"))
             continue
         series[key].append((when, size))
         structures.setdefault(key, record.resolve(focus, obs))
@@ -135,7 +150,7 @@ def _lesions(record: PatientRecord, start: date) -> tuple[list[Lesion], list[Pro
 
 
 def _hyperprogression(lesions: list[Lesion], start: date, progression_date: date | None,
-                      documented: bool) -> tuple[str, float | None]:
+                      documented: bool, policy: Policy) -> tuple[str, float | None]:
     """Kato-style: progression < 60 days after ICI start and > 50 % rise in the sum of longest dimensions.
 
     The tumour burden is compared at the progression scan (the first post-ICI scan on or after the progression
@@ -160,17 +175,19 @@ def _hyperprogression(lesions: list[Lesion], start: date, progression_date: date
     if base_sum <= 0:
         return "not-assessable", None
     change = post_sum / base_sum - 1
-    early = progression_date is not None and progression_date - start < HYPERPROGRESSION_WINDOW
-    return ("yes" if early and change > HYPERPROGRESSION_GROWTH else "no"), change
+    early = progression_date is not None and (progression_date - start).days < policy.hyper_max_days
+    return ("yes" if early and change * 100 > policy.hyper_min_growth_percent else "no"), change
 
 
-def assess_progression(record: PatientRecord, line: FirstLine) -> Progression:
+def assess_progression(record: PatientRecord, line: FirstLine, policy: Policy | None = None) -> Progression:
+    policy = policy or default_policy()
     start = line.start
     evidence: list[tuple[date | None, str]] = []
     problems: list[Problem] = []
     for obs in record.observations(t.DISEASE_STATUS):
         when = observation_date(obs)
-        if when and when > start and any(c == t.DISEASE_WORSENED for _s, c in codings(obs.get("valueCodeableConcept"))):
+        worsened = any(c == t.DISEASE_WORSENED for _s, c in codings(obs.get("valueCodeableConcept")))
+        if when and when >= start and worsened:
             evidence.append((when, f"disease status worsened ({when})"))
     if line.stopped_for_progression:
         when = line.progression_stop_date if line.progression_stop_date and line.progression_stop_date > start else None
@@ -182,13 +199,13 @@ def assess_progression(record: PatientRecord, line: FirstLine) -> Progression:
     vi_before, vi_after = False, None
     for cond in sorted(conditions, key=lambda c: condition_date(c) or date.min):
         when = condition_date(cond)
-        organ = metastasis_organ(cond.get("code"))
+        organ = metastasis_organ(cond.get("code"), cond.get("bodySite"))
         if organ:
             if when is None or when <= start:
                 organs_before.add(organ)
             elif organ not in organs_before:
                 new_mets.setdefault(organ, when)
-        if is_vascular_invasion(cond.get("code")):
+        if is_vascular_invasion(cond.get("code"), policy.vascular_invasion_snomed):
             if when is None or when <= start:
                 vi_before = True
             elif vi_after is None:
@@ -213,31 +230,33 @@ def assess_progression(record: PatientRecord, line: FirstLine) -> Progression:
     organs = sorted({lesion.organ for lesion in progressing} | set(new_mets), key=t.ORGANS.index)
     extra_sites = [organ for organ in new_mets if organ not in {lesion.organ for lesion in progressing}]
     site_count = len(progressing) + len(extra_sites)
-    hyper, change = (_hyperprogression(lesions, start, progression_date, documented) if lesions
+    hyper, change = (_hyperprogression(lesions, start, progression_date, documented, policy) if lesions
                      else ("not-assessable", None))
 
     pattern, reason = "not-documented", "no progression found after ICI start"
     if documented:
-        systemic = (lesions and (site_count > OLIGO_MAX_LESIONS or len(organs) > OLIGO_MAX_ORGANS)) \
-            or len(new_mets) >= 2
-        controlled = progression_date is not None and progression_date - start >= OLIGO_MIN_CONTROL
+        lesions_max, organs_max, days_min = policy.oligo_max_lesions, policy.oligo_max_organs, policy.oligo_min_days
+        systemic = (lesions and (site_count > lesions_max or len(organs) > organs_max)) or len(new_mets) >= 2
+        controlled = progression_date is not None and (progression_date - start).days >= days_min
         if systemic:
-            pattern, reason = "systemic", "progression beyond 5 lesions or 3 organs, or new metastases in ≥ 2 organs"
+            pattern, reason = "systemic", (f"progression beyond {lesions_max} lesions or {organs_max} organs, or "
+                                           "new metastases in 2 or more organs")
         elif new_vi:
-            pattern, reason = "new-vascular-invasion", "vascular invasion first recorded after ICI start"
+            pattern, reason = "new-vascular-invasion", "vascular invasion first recorded after the first line started"
         elif lesions and progressing and controlled:
-            pattern, reason = "oligoprogression", (f"{site_count} progressing lesion(s) in {len(organs)} organ(s), "
-                                                    "progression ≥ 90 days after ICI start")
+            pattern, reason = "oligoprogression", (f"{plural(site_count, 'progressing lesion')} in "
+                                                    f"{plural(len(organs), 'organ')}, progression {days_min} days or "
+                                                    "more after the first line started")
         elif lesions and progressing:
-            pattern, reason = "indeterminate", ("limited progression, but less than 3 months of disease control "
-                                                "on ICI (oligoprogression needs ≥ 3 months)")
+            pattern, reason = "indeterminate", (f"limited progression, but less than {days_min} days of disease "
+                                                "control on the first line")
         elif lesions:
             pattern, reason = "indeterminate", ("progression is documented, but no measured lesion meets the "
                                                 "growth criterion; review the imaging")
         else:
             pattern, reason = "indeterminate", ("progression is documented without lesion measurements; "
-                                                "TumorSize observations (longest dimension) with the lesion's "
-                                                "organ would settle the pattern")
+                                                "lesion sizes (longest dimension) with each lesion's organ "
+                                                "would settle the pattern")
     return Progression(
         documented=documented,
         date=progression_date,

@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
 from importlib import import_module
 from typing import Any
 
@@ -20,6 +20,8 @@ from pydantic import ValidationError
 from . import terminology as t
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
+FIRST_DAY = date(1900, 1, 1)  # earlier dates are not plausible for this record and are read as missing
 _OBSERVATION_OK = {"final", "amended", "corrected"}
 _CONDITION_EXCLUDED = {"refuted", "entered-in-error"}
 
@@ -40,9 +42,34 @@ def parse_date(value: object) -> date | None:
         return None
     year, month, day = match.group(1), match.group(2) or "01", match.group(3) or "01"
     try:
-        return date(int(year), int(month), int(day))
+        parsed = date(int(year), int(month), int(day))
     except ValueError:
         return None
+    return parsed if parsed >= FIRST_DAY else None
+
+
+def parse_instant(value: object) -> datetime | None:
+    """FHIR date/dateTime/instant -> aware datetime (clinical-rules.md §1 "Time"): a date-only value is the start
+    of that day (UTC); a dateTime without a zone is read as UTC."""
+    day = parse_date(value)
+    if day is None:
+        return None
+    assert isinstance(value, str)
+    if _INSTANT.match(value):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.combine(day, time(), UTC)
+
+
+def as_instant(value: date | datetime) -> datetime:
+    """An evaluation time given as a date means the end of that day; a datetime is made aware (UTC)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value, time.max, UTC)
 
 
 def list_of(value: object) -> list:
@@ -59,8 +86,9 @@ def codings(concept: object) -> Iterator[tuple[str, str]]:
         for coding in list_of(item.get("coding")):
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 system = coding.get("system") if isinstance(coding.get("system"), str) else ""
+                system = t.SYSTEM_ALIASES.get(system.strip().rstrip("/"), system)
                 code = coding["code"].strip()
-                yield system, (t.normalise_icd10(code) if system == t.ICD10CM else code)
+                yield system, (t.normalise_icd10(code) if system in t.ICD10_SYSTEMS else code)
 
 
 def has_code(concept: object, system: str, codes: Iterable[str]) -> bool:
@@ -80,10 +108,16 @@ def concept_text(concept: object) -> str:
     return ""
 
 
-def observation_date(obs: dict) -> date | None:
+def observation_instant(obs: dict) -> datetime | None:
+    """effectiveDateTime, effectivePeriod.start, effectiveInstant, then issued (clinical-rules.md §1 "Dates")."""
     period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
-    return parse_date(obs.get("effectiveDateTime")) or parse_date(period.get("start")) or parse_date(
-        obs.get("effectiveInstant")) or parse_date(obs.get("issued"))
+    return parse_instant(obs.get("effectiveDateTime")) or parse_instant(period.get("start")) or parse_instant(
+        obs.get("effectiveInstant")) or parse_instant(obs.get("issued"))
+
+
+def observation_date(obs: dict) -> date | None:
+    instant = observation_instant(obs)
+    return instant.date() if instant else None
 
 
 def condition_date(cond: dict) -> date | None:
@@ -92,26 +126,84 @@ def condition_date(cond: dict) -> date | None:
         cond.get("recordedDate"))
 
 
+_HISTORY = re.compile(r"/_history/[^/]+$")
+
+
+def reference_key(reference: str) -> str | None:
+    """``Type/id`` of a literal reference (clinical-rules.md §1 "References"): relative, versioned
+    (``Type/id/_history/n``) or absolute (``https://…/Type/id``); None for anything else."""
+    parts = _HISTORY.sub("", reference.strip().rstrip("/")).split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper() and parts[-1]:
+        return f"{parts[-2]}/{parts[-1]}"
+    return None
+
+
 def reference_id(reference: object, resource_type: str) -> str | None:
-    """``{"reference": "Type/id"}`` (or a full URL ending so) -> id."""
+    """``{"reference": "Type/id"}`` (versioned, absolute or ``urn:uuid:id``) -> id."""
     if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
         return None
-    parts = reference["reference"].rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == resource_type:
-        return parts[-1]
+    ref = reference["reference"].strip()
+    if ref.startswith("urn:uuid:"):
+        return ref[len("urn:uuid:"):] or None
+    key = reference_key(ref)
+    if key and key.split("/", 1)[0] == resource_type:
+        return key.split("/", 1)[1]
     return None
 
 
 def _belongs_to(resource: dict, patient_id: str) -> bool:
-    """False when the resource's subject/patient reference names another patient (or a non-patient subject)."""
+    """False when the resource's subject/patient reference names another patient (or a non-patient subject).
+
+    ``Patient/x``, ``Patient/x/_history/n``, an absolute URL ending in ``Patient/x`` and ``urn:uuid:x`` (a
+    Bundle's fullUrl for the Patient whose id is x, as Synthea writes it) all mean patient x.
+    """
     if resource["resourceType"] == "Patient":
         return resource.get("id") == patient_id
     for name in ("subject", "patient"):
         reference = resource.get(name)
         if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
-            parts = reference["reference"].rstrip("/").split("/")
-            return len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] == patient_id
+            ref = reference["reference"].strip()
+            if ref.startswith("urn:uuid:"):
+                return ref[len("urn:uuid:"):] == patient_id
+            return reference_key(ref) == f"Patient/{patient_id}"
     return True  # no subject (e.g. Medication): not patient-specific
+
+
+_UNDATED = datetime.min.replace(tzinfo=UTC)
+# Elements the rules read, by type: a malformed one of these makes the resource unusable; any other malformed
+# element is named and the resource is still read (defensively, from the raw JSON).
+_NEEDED = {
+    "Observation": {"code", "status", "subject", "effectiveDateTime", "effectivePeriod", "effectiveInstant",
+                    "issued", "valueQuantity", "valueInteger", "valueCodeableConcept", "valueString",
+                    "interpretation", "component", "focus", "dataAbsentReason"},
+    "Condition": {"code", "subject", "verificationStatus", "clinicalStatus", "onsetDateTime", "onsetPeriod",
+                  "recordedDate", "severity", "bodySite"},
+    "MedicationRequest": {"medicationCodeableConcept", "medicationReference", "status", "intent", "subject",
+                          "authoredOn", "statusReason", "dosageInstruction", "dispenseRequest"},
+    "MedicationStatement": {"medicationCodeableConcept", "medicationReference", "status", "subject",
+                            "effectiveDateTime", "effectivePeriod", "dateAsserted", "statusReason"},
+    "MedicationAdministration": {"medicationCodeableConcept", "medicationReference", "status", "subject",
+                                 "effectiveDateTime", "effectivePeriod", "statusReason"},
+    "Medication": {"code", "ingredient"},
+    "AdverseEvent": {"event", "subject", "date", "detected", "suspectEntity", "severity", "actuality"},
+    "BodyStructure": {"location", "patient"},
+    "Patient": {"id", "birthDate", "deceasedBoolean", "deceasedDateTime"},
+}
+
+
+def _invalid_elements(model, resource: dict) -> set[str]:  # type: ignore[no-untyped-def]
+    """Top-level element names that fail R4 validation (empty when valid; {"resource"} when it cannot be told)."""
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        names = {str(err["loc"][0]) for err in exc.errors() if err.get("loc")}
+        if not names:
+            return {"resource"}
+        # fhir.resources reports a choice element by its base name or the typed one; keep both spellings.
+        return names
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        return {"resource"}
+    return set()
 
 
 @dataclass(frozen=True)
@@ -148,16 +240,19 @@ class PatientRecord:
                 self._by_ref[f"{key[0]}/{key[1]}"] = resource
         self._validity: dict[int, bool] = {}
         self.skipped: list[SkippedResource] = []
+        self.malformed: list[SkippedResource] = []  # kept, with the named elements not read
         # Observations by (system, code), each with its (defensively read) date: one pass, then cheap lookups.
-        self._observations_by_code: dict[tuple[str, str], list[tuple[date, dict]]] = defaultdict(list)
+        self._observations_by_code: dict[tuple[str, str], list[tuple[datetime, dict]]] = defaultdict(list)
         for obs in self._by_type.get("Observation", ()):
-            when = observation_date(obs) or date.min
+            when = observation_instant(obs) or _UNDATED
             for key in set(codings(obs.get("code"))):
                 self._observations_by_code[key].append((when, obs))
 
     # -- validation -------------------------------------------------------------------------------
     def valid(self, resource: dict) -> bool:
-        """Validate with the fhir.resources R4 model once; remember failures for the data-quality card."""
+        """Validate with the fhir.resources R4 model once (clinical-rules.md §1 "One bad element never drops the
+        resource"): a resource whose malformed elements are not ones the rules read is kept and the element is
+        named (``malformed``); one whose needed elements are malformed is skipped and named (``skipped``)."""
         known = self._validity.get(id(resource))
         if known is not None:
             return known
@@ -170,14 +265,16 @@ class PatientRecord:
             if rtype == "Observation" and "status" not in resource:
                 # clinical-rules.md §1: an absent Observation status counts like "final"
                 candidate = {**resource, "status": "final"}
-            try:
-                model.model_validate(candidate)
-            except (ValidationError, ValueError, TypeError) as exc:
-                ok = False
-                first = exc.errors()[0] if isinstance(exc, ValidationError) and exc.errors() else {}
-                where = ".".join(str(p) for p in first.get("loc", ())) or "resource"
-                self.skipped.append(SkippedResource(rtype, str(resource.get("id", "?")),
-                                                    f"invalid R4 at {where}"))
+            bad = _invalid_elements(model, candidate)
+            if bad:
+                rid = str(resource.get("id", "?"))
+                needed = sorted(bad & _NEEDED.get(rtype, set()))
+                if needed or "resource" in bad:
+                    ok = False
+                    where = needed[0] if needed else "resource"
+                    self.skipped.append(SkippedResource(rtype, rid, f"invalid R4 at {where}"))
+                else:
+                    self.malformed.append(SkippedResource(rtype, rid, ", ".join(sorted(bad))))
         self._validity[id(resource)] = ok
         return ok
 
@@ -196,17 +293,20 @@ class PatientRecord:
                 if isinstance(contained, dict) and contained.get("id") == ref[1:]:
                     return contained
             return None
-        parts = ref.rstrip("/").split("/")
-        target = self._by_ref.get("/".join(parts[-2:])) if len(parts) >= 2 else None
+        key = reference_key(ref)
+        target = self._by_ref.get(key) if key else None
+        if target is None and ref.startswith("urn:uuid:"):
+            target = next((r for r in self._by_ref.values() if r.get("id") == ref[len("urn:uuid:"):]), None)
         return target if target is not None and self.valid(target) else None
 
     def countable(self, obs: dict) -> bool:
         """A valid Observation whose status counts: final, amended, corrected or absent (clinical-rules.md §1)."""
         return self.valid(obs) and obs.get("status", "final") in _OBSERVATION_OK
 
-    def observation_candidates(self, codes: Iterable[str], system: str = t.LOINC) -> list[tuple[date, dict]]:
-        """(date, Observation) with one of the codes, newest first — NOT yet validated (see ``countable``)."""
-        found: dict[int, tuple[date, dict]] = {}
+    def observation_candidates(self, codes: Iterable[str], system: str = t.LOINC) -> list[tuple[datetime, dict]]:
+        """(instant, Observation) with one of the codes, newest first by full instant (time of day counts) — NOT
+        yet validated (see ``countable``); undated ones last."""
+        found: dict[int, tuple[datetime, dict]] = {}
         for code in codes:
             for item in self._observations_by_code.get((system, code), ()):
                 found[id(item[1])] = item

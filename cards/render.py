@@ -1,11 +1,14 @@
-"""Recommendation + Assessment -> CDS Hooks 2.0 cards: the only module that knows card syntax.
+"""Decision + Assessment -> CDS Hooks 2.0 cards: the only module that knows card syntax.
 
-Cards never carry null or empty members (CDS Hooks 2.0 "Use of JSON"); summaries are ≤ 139 characters.
-Text taken from the record (lesion descriptions, adverse-event labels) is Markdown-escaped before it is shown.
+Cards never carry null or empty members (CDS Hooks 2.0 "Use of JSON"). Text follows clinical-rules.md §5:
+summaries ≤ 139 characters and never cut inside a word; the second-line detail ≤ 1,500 characters with the
+leading option's quote and the sentences the warnings rest on; no rule ids, option codes, FHIR ids or file
+names in anything a clinician reads. Text taken from the record is Markdown-escaped before it is shown.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -13,23 +16,34 @@ from datetime import date
 
 from . import terminology as t
 from .assessment import Assessment
-from .evidence import CITATION, QUOTES, SHORT_CITATION, TRIALS, TRIALS_AS_OF
-from .medications import FirstLine
-from .rules import Recommendation
+from .evidence import QUOTES, SHORT_CITATION, TRIALS_AS_OF
+from .measurements import day
+from .rules import Decision, Option, eligible_trials, fitness_reason, regimen_text
 
 SUMMARY_MAX = 139
-CONTRACT_VERSION = "1"
+DETAIL_MAX = 1500
+OPTIONS_SHOWN = 5
+CONTRACT_VERSION = "2"
+RECOMMENDATION_EXTENSION = "hcc-cds.recommendation"
 SOURCE_LABEL = f"{SHORT_CITATION} (HCC second-line CDS)"
+QUOTE_CITATION = "Hwang et al. 2023"
+SOURCE_URL = "https://doi.org/10.1159/000527604"
+APP_LINK_LABEL = "Open the pathway: full reasoning, charts and evidence"
 _TOPICS = {
     "second-line-options": "Second-line therapy options after first-line ICI",
     "data-quality": "Data needed for the second-line decision",
-    "clinical-trials": "Ongoing second-line trials after ICI",
+    "clinical-trials": "Second-line trials after ICI (paper's Table 1)",
     "order-check": "Order check: HCC second-line therapy",
 }
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 UuidFactory = Callable[[], str]
-_SUMMARY_LABELS = {"ici-retrial-nivolumab-ipilimumab": "ICI retrial (nivolumab + ipilimumab)",
-                   "sbrt-vascular-invasion": "SBRT to new vascular invasion + systemic therapy"}
+_TIER_WORDS = {"fit": "fit", "weigh": "weigh best supportive care", "frail": "frail",
+               "unknown": "fitness unknown"}
+_PATTERN_WORDS = {"systemic": "systemic", "new-vascular-invasion": "new vascular invasion",
+                  "oligoprogression": "oligoprogression", "indeterminate": "pattern indeterminate",
+                  "not-documented": "not documented"}
+_STOP_WORDS = {"progression": "stopped for progression", "toxicity": "stopped for toxicity",
+               "other": "stopped (other reason)", "unknown": "stop reason not recorded"}
 
 
 def new_uuid() -> str:
@@ -42,155 +56,224 @@ def md(text: object) -> str:
 
 
 def summarise(text: str, keep: str = "") -> str:
-    """One line of at most 139 characters; ``keep`` (safety notes) is never cut, the text before it is."""
+    """One line of at most 139 characters, never cut inside a word; ``keep`` (safety notes) is never cut."""
     text = " ".join(text.split())
     room = SUMMARY_MAX - len(keep)
     if len(text) > room:
-        text = text[: room - 1].rstrip(" ,;:—-") + "…"
-    return (text + keep)[:SUMMARY_MAX]
+        cut = text[: room - 1]
+        if text[room - 1] != " " and " " in cut:
+            cut = cut.rsplit(" ", 1)[0]
+        text = cut.rstrip(" ,;:—-") + "…"
+    result = text + keep
+    if len(result) > SUMMARY_MAX:  # keep alone is too long: cut it at a word as well
+        result = summarise(result)
+    return result
 
 
 def source(topic: str) -> dict:
-    return {"label": SOURCE_LABEL,
+    return {"label": SOURCE_LABEL, "url": SOURCE_URL,
             "topic": {"system": t.CARD_TOPIC_SYSTEM, "code": topic, "display": _TOPICS[topic]}}
 
 
 def when(value: date | None) -> str:
-    return value.isoformat() if value else "date unknown"
+    return day(value) if value else "date unknown"
 
 
-def first_line_text(line: FirstLine) -> str:
-    """Regimen, drugs, dates and stop reason; "ongoing" only while the course is active."""
-    end = "ongoing" if line.active else (f"{line.end}" if line.end else "end date not recorded")
-    stop = f"; stopped: {line.stop_reason}" if line.stop_reason else ""
-    return f"{line.regimen} ({', '.join(line.drugs)}), {line.start} → {end}{stop}"
+def first_line_text(a: Assessment, regimen: bool = True) -> str:
+    """Regimen, dates and stop reason; "ongoing" only while the course is active."""
+    line = a.first_line
+    assert line is not None
+    end = "ongoing" if line.active else (when(line.end) if line.end else "end date not recorded")
+    stop = f", {_STOP_WORDS[line.stop_reason]}" if line.stop_reason else ""
+    name = f"{regimen_text(line.regimen, line.drugs)}, " if regimen else ""
+    return f"{name}{when(line.start)} → {end}{stop}"
+
+
+def dose_text(option: Option) -> str:
+    return option.dose.text if option.dose else ""
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _names(drugs: tuple[str, ...] | list[str]) -> str:
+    items = list(drugs)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # -- the second-line card ------------------------------------------------------------------------
-def _assessment_table(a: Assessment) -> str:
-    albi, ecog, afp, weight, line, prog, aes = (a.albi, a.performance, a.afp, a.weight, a.first_line,
-                                                a.progression, a.adverse_events)
-    rows: list[tuple[str, str]] = []
-    diagnosis = {"hcc": "Hepatocellular carcinoma", "possible-hcc": "**Possible** HCC (unspecified liver "
-                 "malignancy code): confirm the diagnosis"}[a.diagnosis.status]
-    rows.append(("Diagnosis", f"{diagnosis} ({md(a.diagnosis.code)})"))
+def _assessment_line(a: Assessment) -> str:
+    albi, ecog, cp, afp, prog = a.albi, a.performance, a.child_pugh, a.afp, a.progression
+    parts = []
     if albi.score is not None:
-        rows.append(("ALBI", f"{albi.score:.2f}, grade {albi.grade} (mALBI {albi.malbi}); bilirubin "
-                     f"{albi.bilirubin_umol_per_l:.1f} µmol/L, albumin {albi.albumin_g_per_l:.1f} g/L; "
-                     f"{when(albi.date)}: **{albi.status}**"))
+        parts.append(f"ALBI {albi.score:.2f} (grade {albi.malbi}, {when(albi.date)}"
+                     + ("" if albi.status == "current" else f", {albi.status}") + ")")
     else:
-        rows.append(("ALBI", f"**{albi.status}**: not computed"))
-    if albi.trend:
-        rows.append(("ALBI trend (latest pairs)", " · ".join(f"{p.date}: {p.score:.2f} (grade {p.grade})"
-                                                           for p in albi.trend)))
+        parts.append(f"ALBI {albi.status}")
+    parts.append(f"Child-Pugh {cp.label}" if cp.score is not None else "Child-Pugh not computable (no current "
+                 + _names([m.upper() if m == "inr" else m for m in cp.missing]) + ")")
     if ecog.value is not None:
-        origin = f"Karnofsky {ecog.karnofsky} → ECOG" if ecog.source == "karnofsky" else "ECOG"
-        rows.append(("Performance status", f"ECOG {ecog.value} ({origin}), {when(ecog.date)}: **{ecog.status}**"))
+        origin = f" from Karnofsky {ecog.karnofsky}" if ecog.source == "karnofsky" else ""
+        parts.append(f"ECOG {ecog.value}{origin}" + ("" if ecog.status == "current" else f" ({ecog.status})"))
     else:
-        rows.append(("Performance status", f"**{ecog.status}**: ECOG/Karnofsky not usable; not assumed"))
-    if line:
-        rows.append(("First line", first_line_text(line)))
-    if prog:
-        lesions = ("" if prog.progressing_lesions is None
-                   else f"; {prog.progressing_lesions} progressing lesion(s)")
-        organs = f"; organs: {', '.join(prog.organs)}" if prog.organs else ""
-        evidence = "; ".join(md(e) for e in prog.evidence) or "none"
-        hyper = {"yes": "**yes**", "no": "no", "not-assessable": "not assessable (needs pre-ICI and "
-                 "progression-scan measurements of the same lesions, and a progression date)"}
-        rows.append(("Progression", f"**{prog.pattern}** ({when(prog.date)}){lesions}{organs}. Evidence: "
-                     f"{evidence}. New vascular invasion: {'yes' if prog.new_vascular_invasion else 'no'}. "
-                     f"Hyperprogression: {hyper[prog.hyperprogression]}"))
-    if aes:
-        def listed(findings) -> str:  # type: ignore[no-untyped-def]
-            return "; ".join(f"{md(f.label)} ({md(f.code)}{', severe' if f.severe else ''}, {when(f.date)})"
-                             for f in findings) or "none recorded"
-        rows.append(("Adverse events", f"immune-related: {listed(aes.immune_related)}; bevacizumab-type: "
-                     f"{listed(aes.bevacizumab_related)}"))
-    afp_text = {"missing": "**missing**", "not-evaluated": "**in IU/mL: not evaluated** for AFP ≥ 400 ng/mL"}
-    rows.append(("AFP", afp_text.get(afp.status) or f"{afp.ng_per_ml:g} ng/mL, {when(afp.date)}: **{afp.status}**"))
-    rows.append(("Weight", f"{weight.kg:.1f} kg, {when(weight.date)}: **{weight.status}**" if weight.kg is not None
-                 else f"**{weight.status}**"))
-    lines = ["| Assessment | Value |", "|---|---|"]
-    lines += [f"| {name} | {value.replace('|', '/')} |" for name, value in rows]
-    return "\n".join(lines)
+        parts.append(f"ECOG {ecog.status}")
+    parts.append(_TIER_WORDS[a.fitness])
+    if afp.ng_per_ml is not None:
+        parts.append(f"AFP {afp.ng_per_ml:g} ng/mL" + ("" if afp.status == "current" else f" ({afp.status})"))
+    if a.weight.current_kg is not None:
+        parts.append(f"{a.weight.current_kg:g} kg")
+    if a.patient.age_years is not None:
+        parts.append(f"age {a.patient.age_years}")
+    line = f"First line {first_line_text(a, regimen=False)}."
+    if a.failed_drugs:
+        line += (f" Not offered again: {_names(a.failed_drugs)} ({'was' if len(a.failed_drugs) == 1 else 'were'} part "
+                 "of the first line that progressed).")
+    if prog is not None and prog.documented:
+        organs = f" ({', '.join(o.replace('-', ' ') for o in prog.organs)})" if prog.organs else ""
+        line += f" Progression {when(prog.date)}: {_PATTERN_WORDS[prog.pattern]}{organs}"
+        line += "; hyperprogression." if prog.hyperprogression == "yes" else "."
+    return "**Assessment:** " + md(" · ".join(parts)) + ". " + md(line)
 
 
-def _options_section(rec: Recommendation) -> str:
-    """Numbered options; each quote of the paper is shown once, under the first option it supports."""
-    out, shown = [], set()
-    for number, option in enumerate(rec.options, 1):
-        dose = f" — {option.dose}" if option.dose else ""
-        out.append(f"{number}. **{option.label}** — *{option.strength}*{dose}  \n   {md(option.rationale)}")
-        for key in option.evidence:
-            if key not in shown:
-                shown.add(key)
-                out.append(f"   > “{QUOTES[key]}” ({SHORT_CITATION})")
-    return "\n".join(out)
+def _option_line(number: int, option: Option) -> str:
+    dose = f", {option.dose.text}" if option.dose else ""
+    return f"{number}. **{option.label}** — *{option.strength.value}*{md(dose)}: {md(option.reason)}"
 
 
-def _summary(a: Assessment, rec: Recommendation) -> str:
-    lead = rec.options[0]
-    if rec.rules_fired.count("R3") and rec.rules_fired.count("R4"):
-        text = "No systemic option preferred: prior irAE and bevacizumab-type event; discuss local therapy/BSC/trials"
-    else:
-        label = _SUMMARY_LABELS.get(lead.code, lead.label)
-        if lead.code == "tki-lenvatinib" and lead.dose:
-            label += " (dose by weight)" if "if" in lead.dose else " " + lead.dose.split(" once")[0] + "/day"
-        if lead.strength == "preferred":
-            text = f"{label} preferred: {rec.reason}"
-        else:
-            label = label if label.startswith("ICI") else label[0].lower() + label[1:]
-            text = f"{lead.strength.capitalize()} {label}: {rec.reason}"
-    extras = []
-    if "R1" in rec.rules_fired:
-        extras.append(f"ECOG {a.performance.value}, weigh BSC")
-    if "R2" in rec.rules_fired:
-        extras.append("ALBI grade 3, weigh BSC")
-    if "R2b" in rec.rules_fired:
-        extras.append("hyperprogression")
-    if rec.not_evaluated:
-        extras.append(f"{'/'.join(rec.not_evaluated)} not current")
-    if a.diagnosis.status == "possible-hcc":
-        extras.append("possible HCC")
-    return summarise(text, f" ({'; '.join(extras)})" if extras else "")
+def _quote(key: str) -> str:
+    return f"> “{QUOTES[key]}” ({QUOTE_CITATION})"
 
 
-def second_line_card(a: Assessment, rec: Recommendation, new_id: UuidFactory = new_uuid) -> dict:
+def _caveat_line(a: Assessment, d: Decision) -> str:
+    """The derived values this decision used, compactly; the app lists every value in force."""
+    p, prog = a.policy, a.progression
+    frail, weigh = "/".join(p.frail_child_pugh) or "–", "/".join(p.weigh_child_pugh) or "–"
+    values = [f"current ≤ {p.current_days} days", f"frail ECOG ≥ {p.frail_ecog_at_least} or Child-Pugh {frail}",
+              f"weigh ECOG ≥ {p.weigh_ecog_at_least}, ALBI ≥ {p.weigh_albi_grade_at_least} or Child-Pugh {weigh}"]
+    if prog is not None and prog.progressing_lesions is not None:
+        values.append(f"oligoprogression ≤ {p.oligo_max_lesions} lesions, ≤ {p.oligo_max_organs} organs, "
+                      f"≥ {p.oligo_min_days} days")
+    if prog is not None and prog.hyperprogression != "not-assessable":
+        values.append(f"hyperprogression < {p.hyper_max_days} days, > {p.hyper_min_growth_percent} %")
+    if d.option("ici-retrial-nivolumab-ipilimumab") is not None:
+        values.append(f"retrial ALBI ≤ {p.retrial_max_albi_grade}, ECOG ≤ {p.retrial_max_ecog}")
+    if {"R3", "R4"} & set(d.rules_fired):
+        values.append(f"event windows {p.irae_days_after_ici_end}/{p.bevacizumab_days_after_end} days")
+    if d.option("ici-continuation") is not None:
+        values.append(f"ICI resumption ≤ {p.ici_resume_days} days")
+    return (f"*Derived thresholds (site policy “{md(p.name)}” v{md(p.version)}; not cut-offs stated in the paper):* "
+            f"{'; '.join(values)}. Doses: labels and pivotal trials.")
+
+
+def _detail(a: Assessment, d: Decision, quotes: int, shown: int) -> str:
+    """The detail with ``shown`` options and at most ``quotes`` quotes (the lead's first, then the warnings')."""
     line = a.first_line
     assert line is not None
-    parts = [
-        f"**Second-line options after first-line {line.regimen}** — {SHORT_CITATION}",
-        _assessment_table(a),
-        "**Options** (ranked by strength; options, not orders)",
-        _options_section(rec),
-    ]
-    if rec.warnings:
-        parts.append("**Warnings**\n" + "\n".join(f"- {md(w)}" for w in rec.warnings))
-    caveats = [
-        *rec.caveats,
-        "Thresholds marked [derived] (ECOG ≥ 2, ALBI grade 3, ALBI grade 1 for ICI retrial, oligoprogression "
-        "1–5 lesions in ≤ 3 organs after ≥ 3 months, hyperprogression < 60 days and > 50 %, 'current' = within "
-        f"{a.current_days} days) are not stated as cut-offs in the paper and are configurable.",
-        "Doses come from product labels and pivotal trials, not from the paper; check local protocols.",
-        f"Individualise: “{QUOTES['R8']}”",
-        f"Evaluated {a.now.date().isoformat()}; rules fired: {', '.join(rec.rules_fired)}. Source: {CITATION}",
-    ]
-    parts.append("**Caveats**\n" + "\n".join(f"- {c}" for c in caveats))
-    extension = {
-        "contractVersion": CONTRACT_VERSION,
-        "rulesFired": list(rec.rules_fired),
-        "assessment": a.to_extension(),
-        "options": [{"code": o.code, "strength": o.strength, "rationale": o.rationale, "dose": o.dose}
-                    for o in rec.options],
-    }
+    heading = f"**Second-line options after first-line {md(regimen_text(line.regimen, line.drugs))}**"
+    parts = [heading, _assessment_line(a)]
+    options = [_option_line(n, o) for n, o in enumerate(d.options[:shown], 1)]
+    if len(d.options) > shown:
+        options.append(f"{_plural(len(d.options) - shown, 'more option')} in the full reasoning.")
+    parts.append("\n".join(options))
+    lead = d.lead
+    quoted: list[str] = []
+    if lead is not None and lead.evidence:
+        quoted.append(lead.evidence[0])
+    if d.warnings:
+        parts.append("**Warnings**\n" + "\n".join(f"- {md(w.text)}" for w in d.warnings))
+        quoted += [w.quote for w in d.warnings if w.quote]
+    chosen = list(dict.fromkeys(quoted))[:quotes]
+    if chosen:
+        parts.append("\n".join(_quote(key) for key in chosen))
+    if d.caveats:
+        parts.append(" ".join(md(c) for c in d.caveats))
+    parts.append(_caveat_line(a, d))
+    parts.append("Options with strengths, not orders. Full reasoning and every quote: open the pathway (link).")
+    return "\n\n".join(parts)
+
+
+def second_line_detail(a: Assessment, d: Decision) -> str:
+    """≤ 1,500 characters: every quote and five options when they fit; else fewer options (down to three), then
+    fewer quotes (the leading option's last); the app always has everything."""
+    for quotes, shown in ((9, 5), (9, 4), (9, 3), (9, 2), (2, 2), (1, 2), (1, 1), (0, 1)):
+        text = _detail(a, d, quotes, shown)
+        if len(text) <= DETAIL_MAX:
+            return text
+    return text[: DETAIL_MAX - 1].rsplit(" ", 1)[0] + "…"
+
+
+def summary(a: Assessment, d: Decision) -> str:
+    """Leads with the decision; keeps the modifiers (tier, possible HCC, data needed) whole."""
+    lead = d.lead
+    assert lead is not None
+    modifiers = []
+    if a.diagnosis.status == "possible-hcc":
+        modifiers.append("possible HCC: confirm")
+    if a.patient.age_years is not None and a.patient.age_years < 18:
+        modifiers.append(f"age {a.patient.age_years}")
+    if d.needs:
+        modifiers.append(f"measure {' and '.join(d.needs)}")
+    keep = f" ({'; '.join(modifiers)})" if modifiers else ""
+    systemic = next((o for o in d.options if o.role == "systemic" and o.strength.rank <= 2), None)
+    treated = f"if treated, {_short(systemic)}" if systemic else "no systemic option above caution"
+    if a.fitness == "frail":
+        caution = next((o for o in d.options if o.role == "systemic" and o.strength.value == "caution"), None)
+        text = (f"Best supportive care preferred ({fitness_reason(a)}); if treated, only with caution: "
+                f"{_short(caution)}" if caution else f"Best supportive care preferred ({fitness_reason(a)})")
+    elif a.fitness == "weigh":
+        text = f"Weigh best supportive care ({fitness_reason(a)}): {treated}"
+    elif lead.strength.value == "preferred":
+        text = f"{_short(lead)} preferred: {d.headline or _default_headline(a)}"
+    else:
+        text = f"No option preferred yet: {_short(lead)} {lead.strength.value}; {d.headline or _default_headline(a)}"
+    return summarise(text, keep)
+
+
+def _short(option: Option) -> str:
+    names = {"ici-retrial-nivolumab-ipilimumab": "ICI retrial (nivolumab + ipilimumab)",
+             "local-ablative-therapy": "Local ablative therapy",
+             "sbrt-vascular-invasion": "SBRT to the vascular invasion",
+             "surveillance": "Surveillance", "ici-continuation": "continuing the ICI"}
+    label = names.get(option.code, option.label)
+    if option.dose and option.dose.mg:
+        label += f" {option.dose.mg} mg/day"
+    return label
+
+
+def _default_headline(a: Assessment) -> str:
+    assert a.first_line is not None
+    return f"progression on {regimen_text(a.first_line.regimen, a.first_line.drugs)}; TKI switch has most evidence"
+
+
+def recommendation_extension(a: Assessment, d: Decision) -> dict:
     return {
-        "uuid": new_id(),
-        "summary": _summary(a, rec),
-        "indicator": rec.indicator,
-        "detail": "\n\n".join(parts),
-        "source": source("second-line-options"),
-        "extension": {"hcc-cds.recommendation": extension},
+        "contractVersion": CONTRACT_VERSION,
+        "applicability": d.applicability,
+        "rulesFired": list(d.rules_fired),
+        "policy": a.policy.extension(),
+        "assessment": a.to_extension(),
+        "options": [{"code": o.code, "role": o.role, "strength": o.strength.value, "rationale": o.rationale,
+                     "dose": o.dose.text if o.dose else None, "evidence": list(o.evidence)} for o in d.options],
+        "excludedOptions": [{"code": code, "reason": reason} for code, reason in d.excluded],
     }
+
+
+def second_line_card(a: Assessment, d: Decision, new_id: UuidFactory = new_uuid,
+                     app_launch_url: str | None = None) -> dict:
+    card_id = new_id()
+    card: dict = {
+        "uuid": card_id,
+        "summary": summary(a, d),
+        "indicator": d.indicator,
+        "detail": second_line_detail(a, d),
+        "source": source("second-line-options"),
+    }
+    if app_launch_url:
+        card["links"] = [{"label": APP_LINK_LABEL, "url": app_launch_url, "type": "smart",
+                          "appContext": json.dumps({"cardUuid": card_id}, separators=(",", ":"))}]
+    card["extension"] = {RECOMMENDATION_EXTENSION: recommendation_extension(a, d)}
+    return card
 
 
 # -- data-quality card ---------------------------------------------------------------------------
@@ -208,46 +291,73 @@ def _order(patient_id: str, key: str, reason: str) -> dict:
     }
 
 
-_ORDER_LABELS = {"albumin": "Order serum albumin", "bilirubin": "Order total bilirubin",
+_ORDER_LABELS = {"albumin": "Order serum albumin", "bilirubin": "Order total bilirubin", "inr": "Order INR",
                  "afp": "Order AFP (ng/mL)", "ecog": "Request ECOG performance status assessment",
                  "weight": "Record body weight"}
 
 
-def data_quality_needs(a: Assessment, rec: Recommendation) -> list[tuple[str, str]]:
-    """(order key, why) for every input the decision needs that is not current."""
+def data_quality_needs(a: Assessment, d: Decision) -> list[tuple[str, str]]:
+    """(order key, why in clinicians' words) for every input the decision needs that is not current."""
     needs = []
     if a.albi.status != "current":
         for key in ("albumin", "bilirubin"):
-            needs.append((key, f"ALBI grade needed for R2/R4 (ALBI {a.albi.status})"))
+            needs.append((key, f"ALBI and Child-Pugh need a current {key} (ALBI {a.albi.status})"))
+    if "inr" in a.child_pugh.missing:
+        needs.append(("inr", "Child-Pugh needs a current INR"))
     if a.performance.status != "current":
-        needs.append(("ecog", f"ECOG needed for R1 (performance status {a.performance.status})"))
+        needs.append(("ecog", "fitness for treatment needs a current ECOG "
+                              f"(performance status {a.performance.status})"))
     if a.afp.status != "current":
-        needs.append(("afp", f"AFP in ng/mL needed for the ramucirumab criterion (AFP {a.afp.status})"))
-    if a.weight.status != "current" and any(o.code == "tki-lenvatinib" for o in rec.options):
-        needs.append(("weight", f"weight sets the lenvatinib dose (weight {a.weight.status})"))
+        needs.append(("afp", f"the ramucirumab criterion needs a current AFP in ng/mL (AFP {a.afp.status})"))
+    if a.weight.status != "current" and d.option("tki-lenvatinib") is not None:
+        needs.append(("weight", f"the lenvatinib dose depends on a current weight (weight {a.weight.status})"))
     return needs
 
 
-def data_quality_card(a: Assessment, rec: Recommendation, patient_id: str,
-                      new_id: UuidFactory = new_uuid) -> dict | None:
-    problems = [p for p in a.problems if p.kind != "ok"]
-    needs = data_quality_needs(a, rec) if rec.applicable else []
-    if not (problems or needs or a.skipped or a.unavailable):
+def _problem_lines(a: Assessment) -> list[str]:
+    lines = [p.detail for p in a.problems if p.kind != "ok"]
+    if a.unidentified:
+        lines.append(f"{_plural(len(a.unidentified), 'medication record')} could not be identified (the drug is "
+                     "not named in a form we can read)")
+    lines += list(a.skipped) + list(a.malformed)
+    lines += [f"not readable from the EHR: {u}" for u in a.unavailable]
+    return list(dict.fromkeys(line[:1].upper() + line[1:] for line in lines))
+
+
+def _summary_names(a: Assessment, needs: list[tuple[str, str]]) -> list[str]:
+    names = {"albumin": "albumin", "bilirubin": "bilirubin", "inr": "INR", "ecog": "ECOG", "afp": "AFP",
+             "weight": "weight"}
+    found = [names[key] for key, _ in needs]
+    if a.unidentified:
+        found.append("unidentified medication")
+    if a.skipped:
+        found.append("unreadable records")
+    if a.malformed and not found:
+        found.append("malformed elements")
+    if a.unavailable:
+        found.append("EHR data unavailable")
+    return list(dict.fromkeys(found))
+
+
+def data_quality_card(a: Assessment, d: Decision, patient_id: str, new_id: UuidFactory = new_uuid) -> dict | None:
+    needs = data_quality_needs(a, d) if d.applicable else []
+    lines = _problem_lines(a)
+    if not d.applicable:
+        lines = [*d.unclear, *lines]
+    if not (lines or needs):
         return None
-    lines = [f"- **{md(p.concept)}** — {p.kind}: {md(p.detail)}" for p in problems]
-    lines += [f"- **resource skipped** — invalid: {md(s)}" for s in a.skipped]
-    lines += [f"- **not readable from the EHR** — {md(u)}" for u in a.unavailable]
-    heading = ("Applicability could not be decided: HCC and first-line ICI are recorded, but data needed to "
-               "decide progression are unusable." if not rec.applicable else
-               "These inputs are missing, stale, implausible or unusable; nothing was guessed.")
-    detail = f"**Data quality** — {heading}\n\n" + "\n".join(lines or ["- (see suggestions)"])
-    names = list(dict.fromkeys([f"{p.concept} {p.kind}" for p in problems if p.kind != "ok"]
-                               + (["resource skipped"] if a.skipped else [])
-                               + (["EHR data unreadable"] if a.unavailable else [])))
+    heading = ("Applicability could not be decided — the data that decide it are unusable; nothing was guessed."
+               if not d.applicable else "Missing, stale, implausible or unreadable data; nothing was guessed.")
+    detail = f"**Data quality** — {heading}\n\n" + "\n".join(f"- {md(line)}" for line in lines or
+                                                           [f"{why[:1].upper()}{why[1:]}" for _k, why in needs])
+    names = _summary_names(a, needs)
+    text = ("Cannot decide if the second-line rules apply: " + "; ".join(d.unclear) if not d.applicable else
+            "Data needed: " + ", ".join(names) if names else "Data notes for the second-line decision")
     card: dict = {
         "uuid": new_id(),
-        "summary": summarise("Data needed: " + ", ".join(names) if names else "Data needed for the decision"),
-        "indicator": "warning" if {"albumin", "bilirubin", "ecog"} & {k for k, _ in needs} else "info",
+        "summary": summarise(text),
+        "indicator": "warning" if not d.applicable or {"albumin", "bilirubin", "ecog"} & {k for k, _ in needs}
+        else "info",
         "detail": detail,
         "source": source("data-quality"),
     }
@@ -263,19 +373,75 @@ def data_quality_card(a: Assessment, rec: Recommendation, patient_id: str,
 
 
 # -- trials card ---------------------------------------------------------------------------------
-def trials_card(new_id: UuidFactory = new_uuid) -> dict:
-    rows = ["| Trial | Phase | Design |", "|---|---|---|"]
-    rows += [f"| {nct} | {phase} | {design} |" for nct, phase, design in TRIALS]
-    heading = f"**Second-line trials after ICI-based therapy listed in the paper's Table 1** ({TRIALS_AS_OF})."
-    detail = (heading + "\n\n" + "\n".join(rows)
-              + f"\n\nNo results are claimed for any of these trials. “{QUOTES['R8-trials']}” ({SHORT_CITATION})")
+def trials_card(a: Assessment, new_id: UuidFactory = new_uuid) -> dict | None:
+    """The paper's Table 1 trials whose eligibility fits line 1, with the paper's completion dates."""
+    trials = eligible_trials(a)
+    line = a.first_line
+    if not trials or line is None:
+        return None
+    today = a.context.today
+    rows = ["| Trial | Phase | Design | Estimated completion (paper) |", "|---|---|---|---|"]
+    for trial in trials:
+        passed = " — passed: check current status" if trial.completion < today else ""
+        rows.append(f"| {trial.id} | {md(trial.phase)} | {md(trial.design)} | {when(trial.completion)}{passed} |")
+    regimen = md(regimen_text(line.regimen, line.drugs))
+    detail = (f"**Trials enrolling after first-line {regimen}**, {TRIALS_AS_OF}.\n\n" + "\n".join(rows)
+              + "\n\nNo results are claimed for any of these trials; check eligibility and status on "
+              f"ClinicalTrials.gov.\n\n{_quote('R8-trials')}")
     return {
         "uuid": new_id(),
-        "summary": "Clinical trials after first-line ICI (paper's Table 1): check eligibility; no results claimed",
+        "summary": summarise(f"{_plural(len(trials), 'trial')} from the paper's Table 1 enrol after "
+                             f"{regimen_text(line.regimen, line.drugs)}: check eligibility and status"),
         "indicator": "info",
         "detail": detail,
         "source": source("clinical-trials"),
-        "links": [{"label": f"{nct} on ClinicalTrials.gov", "url": f"https://clinicaltrials.gov/study/{nct}",
-                   "type": "absolute"} for nct, _phase, _design in TRIALS],
+        "links": [{"label": f"{trial.id} on ClinicalTrials.gov", "url": f"https://clinicaltrials.gov/study/{trial.id}",
+                   "type": "absolute"} for trial in trials],
     }
 
+
+# -- order-entry cards ---------------------------------------------------------------------------
+ORDER_CHECK_EXTENSION = "hcc-cds.orderCheck"
+_CHECK_TITLES = {
+    "irae-ici": "immunotherapy after an immune-related adverse event",
+    "bev-event-antivegf": "anti-VEGF therapy after a bevacizumab-type event",
+    "poor-status": "systemic therapy with poor performance status or liver function",
+    "failed-drug": "a drug of the first line that progressed",
+    "ramucirumab-afp": "ramucirumab and the AFP criterion",
+    "prior-ctla4": "anti-CTLA-4 after first-line anti-CTLA-4",
+    "lenvatinib-dose": "lenvatinib dose",
+}
+
+
+def override_reasons() -> list[dict]:
+    return [{"system": t.OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
+            for code, display in t.OVERRIDE_REASONS]
+
+
+def order_card(finding, order, a: Assessment, new_id: UuidFactory = new_uuid) -> dict:  # type: ignore[no-untyped-def]
+    """An order-entry card: the finding of one check on one draft order (``cards.order_checks``)."""
+    lines = [f"**Order check: {_CHECK_TITLES[finding.check]}** — draft order: {md(order.label)}",
+             f"**Why:** {md(finding.reason)}",
+             "**Patient data**\n" + "\n".join(f"- {line}" for line in finding.data),
+             "**Evidence**\n\n" + "\n\n".join(_quote(key) for key in finding.quotes)]
+    caveats = [*finding.caveats]
+    if a.unavailable:
+        caveats.append("Not readable from the EHR: " + md(", ".join(a.unavailable)) + "; a check may be missing.")
+    caveats.append(f"Evaluated {when(a.now.date())}. Override with a reason if the order is intended.")
+    lines.append("**Caveats**\n" + "\n".join(f"- {c}" for c in caveats))
+    extension = {"check": finding.check}
+    if order.reference:
+        extension["draftOrder"] = order.reference
+    card: dict = {
+        "uuid": new_id(),
+        "summary": summarise(finding.summary),
+        "indicator": finding.indicator,
+        "detail": "\n\n".join(lines),
+        "source": source("order-check"),
+    }
+    if finding.suggestion:
+        card["suggestions"] = [finding.suggestion]
+        card["selectionBehavior"] = "at-most-one"
+    card["overrideReasons"] = override_reasons()
+    card["extension"] = {ORDER_CHECK_EXTENSION: extension}
+    return card

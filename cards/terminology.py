@@ -13,6 +13,21 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"
 UCUM = "http://unitsofmeasure.org"
+ICD10_WHO = "http://hl7.org/fhir/sid/icd-10"
+
+# Other spellings of the same code systems (clinical-rules.md §1 "Code systems"): OIDs, and WHO ICD-10, whose
+# codes the rules read exactly as ICD-10-CM (C22.0, C78.0, K75.4 … mean the same in both).
+SYSTEM_ALIASES = {
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.3": ICD10CM,
+    ICD10_WHO: ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "urn:oid:2.16.840.1.113883.6.1": LOINC,
+    "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+    "urn:oid:2.16.840.1.113883.6.8": UCUM,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+}
+ICD10_SYSTEMS = frozenset({ICD10CM})
 
 # --- Diagnoses (§3.1) ------------------------------------------------------------------------------
 HCC_ICD10 = frozenset({"C22.0"})
@@ -90,6 +105,7 @@ KARNOFSKY = "89243-0"
 AFP_MASS = frozenset({"1834-1", "53962-7", "83073-7"})
 AFP_UNITS = frozenset({"19176-7", "53961-9", "83072-9"})  # IU/mL: "not evaluated" for AFP >= 400 ng/mL
 BODY_WEIGHT = "29463-7"
+INR = frozenset({"6301-6", "34714-6", "46418-0"})
 DISEASE_STATUS = frozenset({"97509-4", "88040-1"})  # mCODE STU2+ and STU1
 TUMOR_SIZE = "21889-1"
 TUMOR_LONGEST_DIMENSION = "33728-7"
@@ -101,7 +117,7 @@ DISEASE_UNDETERMINED = "709137006"
 
 OBSERVATION_CODES_OF_INTEREST = (
     *sorted(ALBUMIN_MASS), *sorted(BILIRUBIN_TOTAL), ECOG, KARNOFSKY, *sorted(AFP_MASS), *sorted(AFP_UNITS),
-    BODY_WEIGHT, *sorted(DISEASE_STATUS), TUMOR_SIZE,
+    BODY_WEIGHT, *sorted(DISEASE_STATUS), TUMOR_SIZE, *sorted(INR),
 )
 
 # ECOG answers (§2.3): LOINC LL529-9 and SNOMED grade concepts -> grade.
@@ -120,6 +136,13 @@ ALBUMIN_TO_G_L = {"g/L": 1.0, "g/l": 1.0, "g/dL": 10.0, "g/dl": 10.0}
 AFP_TO_NG_ML = {"ng/mL": 1.0, "ng/ml": 1.0, "ug/L": 1.0, "µg/L": 1.0}
 WEIGHT_TO_KG = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237, "[oz_av]": 0.028349523125}
 LENGTH_TO_MM = {"mm": 1.0, "cm": 10.0}
+
+INR_UNITS = {"{INR}": 1.0, "1": 1.0, "": 1.0}  # dimensionless; "" = recorded without a unit
+
+# --- Child-Pugh inputs recorded as Conditions (clinical-rules.md §1; ICD-10-CM) ---------------------
+ASCITES_ICD10 = frozenset({"R18.8", "R18.0"})
+ENCEPHALOPATHY_ICD10 = frozenset({"K76.82"})
+ACTIVE_CLINICAL_STATUS = frozenset({"active", "recurrence", "relapse"})
 
 # --- Medication stop reasons (§2.9, mCODE TreatmentTerminationReasonVS) -----------------------------
 STOP_NO_RESPONSE = "266721009"  # progression
@@ -182,6 +205,7 @@ LAB_ORDER_CODES = {
     "afp": ("1834-1", "Alpha-1-Fetoprotein [Mass/volume] in Serum or Plasma"),
     "ecog": ("89247-1", "ECOG Performance Status score"),
     "weight": ("29463-7", "Body weight"),
+    "inr": ("6301-6", "INR in Platelet poor plasma by Coagulation assay"),
 }
 LAB_PROCEDURE_CATEGORY = ("108252007", "Laboratory procedure")
 EVALUATION_PROCEDURE_CATEGORY = ("386053000", "Evaluation procedure")

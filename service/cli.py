@@ -80,6 +80,9 @@ def mask_uuids(response: dict) -> dict:
     masked = json.loads(json.dumps(response))
     for card in masked.get("cards", []):
         if "uuid" in card:
+            for link in card.get("links", []):
+                if isinstance(link.get("appContext"), str):
+                    link["appContext"] = link["appContext"].replace(card["uuid"], UUID_MASK)
             card["uuid"] = UUID_MASK
         for suggestion in card.get("suggestions", []):
             if "uuid" in suggestion:

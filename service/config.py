@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cards.policy import Policy, PolicyError, default_policy, load_policy
+
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_JWKS_FILE = PACKAGE_DATA / "sandbox-cds-hooks-org-jwks.json"
@@ -25,6 +27,14 @@ class ConfigError(ValueError):
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _policy(path: str | None) -> Policy:
+    """The site policy named by HCC_CDS_POLICY, else the bundled default; a bad file stops start-up in one line."""
+    try:
+        return load_policy(path or None)
+    except PolicyError as exc:
+        raise ConfigError(f"HCC_CDS_POLICY: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     demo_data: bool = False
     fixtures_dir: Path = DEFAULT_FIXTURES_DIR
-    current_days: int = 30  # "current" = dated within this many days [derived, configurable]
+    policy: Policy = field(default_factory=default_policy)  # every [derived] value (HCC_CDS_POLICY, contract §9)
     fhir_connect_timeout: float = 1.0
     fhir_read_timeout: float = 2.0
     fhir_deadline: float = 4.0  # overall budget for FHIR fetches in one hook call
@@ -93,7 +103,7 @@ class Settings:
                 max_body_bytes=int(get("MAX_BODY_BYTES", 4 * 1024 * 1024)),
                 demo_data=bool(defaults.get("demo_data", False)),
                 fixtures_dir=Path(str(get("FIXTURES_DIR", DEFAULT_FIXTURES_DIR))),
-                current_days=int(get("CURRENT_DAYS", 30)),
+                policy=_policy(env.get("HCC_CDS_POLICY")),
                 fhir_connect_timeout=float(get("FHIR_CONNECT_TIMEOUT", 1.0)),
                 fhir_read_timeout=float(get("FHIR_READ_TIMEOUT", 2.0)),
                 fhir_deadline=float(get("FHIR_DEADLINE", 4.0)),

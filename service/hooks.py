@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from flask import Blueprint, current_app, g, jsonify
+from flask import Blueprint, current_app, g, jsonify, request
 
 from cards.order_checks import OrderContextError, check_order_context, evaluate_orders
 from cards.patient_view import evaluate
@@ -35,6 +35,13 @@ def clock() -> datetime:
 def discovery():
     """CDS Hooks discovery: always 200, whatever Authorization header comes with it (contract §8)."""
     return jsonify(discovery_document())
+
+
+def app_launch_url(settings) -> str:  # type: ignore[no-untyped-def]
+    """The pathway app's SMART launch URL for the card link (contract §3, §10): from HCC_CDS_PUBLIC_URL when set,
+    else the URL this request reached."""
+    base = settings.public_url or request.host_url.rstrip("/")
+    return f"{base}/app/launch"
 
 
 def _read_request(service_hook: str) -> dict:
@@ -71,11 +78,11 @@ def call_service(service_id: str):
     g.timings = {"gather_ms": round((time.perf_counter() - started) * 1000, 1)}
     now = clock()
     if service.hook == "patient-view":
-        cards = evaluate(gathered.resources, now, context["patientId"], current_days=settings.current_days,
-                         unavailable=gathered.unavailable).cards
+        cards = evaluate(gathered.resources, now, context["patientId"], policy=settings.policy,
+                         unavailable=gathered.unavailable, app_launch_url=app_launch_url(settings)).cards
     else:
         cards = evaluate_orders(gathered.resources, now, context["patientId"], context["draftOrders"], selections,
-                                current_days=settings.current_days, unavailable=gathered.unavailable).cards
+                                policy=settings.policy, unavailable=gathered.unavailable).cards
     g.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     record_issued_cards(service.id, cards)
     return jsonify({"cards": cards})

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cards.evidence import CITATION, QUOTES, TRIALS
+from cards.evidence import CITATION, QUOTES
+from cards.policy import default_policy
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = REPO.parent / "shared" / "reference" / "hwang-2023-second-line-after-ici-hcc.txt"
@@ -65,10 +66,11 @@ def test_key_numbers_of_the_rules_are_quoted():
 
 
 def test_trials_are_the_papers_table_1(paper):
-    for nct, _phase, _design in TRIALS:
-        assert nct in paper, nct
+    trials = default_policy().trials
+    for trial in trials:
+        assert trial.id in paper, trial.id
     table_1 = set(re.findall(r"NCT\d{8}", paper))
-    assert {nct for nct, _phase, _design in TRIALS} == table_1
+    assert {trial.id for trial in trials} == table_1
 
 
 def test_citation_names_the_paper(paper):

@@ -21,7 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cards import terminology
-from cards.order_checks import OrderContextError, evaluate_orders, read_dose, updated_order
+from cards.draft_orders import read_dose
+from cards.order_checks import OrderContextError, evaluate_orders
+from cards.order_update import updated_order
 from service.validation import null_or_empty_paths, response_errors
 
 ROOT = Path(__file__).resolve().parents[2]
