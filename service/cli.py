@@ -38,17 +38,36 @@ def prefetch_from_store(store: FhirStore, context: dict) -> dict:
 
     from .fhir import substitute
 
-    prefetch = {}
+    prefetch: dict = {}
     for key, (template, _required) in PREFETCH.items():
         query = substitute(template, context)
         assert query is not None
         resource_type, _, params = query.partition("?")
+        if not params and "/" in resource_type:  # a read: Patient/{{context.patientId}}
+            prefetch[key] = store.read(*resource_type.split("/", 1))
+            continue
         parsed = {k: v for k, v in parse_qs(params).items() if k != "_count"}
         found = store.search(resource_type, parsed)
-        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(found),
-                         "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
-                                    "search": {"mode": "match"}} for r in found]}
+        entries = [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                   for r in found]
+        # Medications referenced by the records, as a server includes them (_include=…:medication)
+        for medication in _referenced_medications(store, found):
+            entries.append({"fullUrl": f"Medication/{medication['id']}", "resource": medication,
+                            "search": {"mode": "include"}})
+        prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": len(found), "entry": entries}
     return prefetch
+
+
+def _referenced_medications(store: FhirStore, resources: list[dict]) -> list[dict]:
+    found: dict[str, dict] = {}
+    for resource in resources:
+        reference = resource.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, dict) else None
+        if isinstance(ref, str) and ref.startswith("Medication/"):
+            medication = store.read("Medication", ref.split("/", 1)[1])
+            if medication is not None:
+                found[medication["id"]] = medication
+    return list(found.values())
 
 
 def request_from_bundle(bundle: dict, hook: str = "patient-view", draft_orders: dict | None = None,

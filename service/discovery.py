@@ -16,6 +16,7 @@ _OBSERVATION_CODES = ",".join(f"{t.LOINC}|{code}" for code in t.OBSERVATION_CODE
 # key -> (template, required). A required key that can be obtained neither from prefetch nor from the
 # FHIR server makes the call fail with 412; an optional one is named on the data-quality card.
 PREFETCH: dict[str, tuple[str, bool]] = {
+    "patient": ("Patient/{{context.patientId}}", False),
     "conditions": ("Condition?patient={{context.patientId}}&_count=500", True),
     "observations": (f"Observation?patient={{{{context.patientId}}}}&code={_OBSERVATION_CODES}&_count=1000", True),
     "medicationStatements": ("MedicationStatement?patient={{context.patientId}}&_count=500", True),

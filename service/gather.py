@@ -16,6 +16,7 @@ from .errors import ServiceError
 from .fhir import fetch, is_allowed, substitute
 
 _DATA_NAMES = {
+    "patient": "the Patient record (age, deceased status)",
     "conditions": "Conditions", "observations": "Observations", "medicationStatements": "MedicationStatements",
     "medicationRequests": "MedicationRequests", "medicationAdministrations": "MedicationAdministrations",
     "adverseEvents": "AdverseEvents", "bodyStructures": "BodyStructures (lesion sites)",
