@@ -89,8 +89,8 @@ def _irae_ici(a: Assessment, order: DraftOrder, evaluated: list[DraftOrder]) -> 
         return None
     first = irae[0]
     severe = any(f.severe for f in irae)
-    data = [f"Immune-related adverse event: {md(f.label)}{', severe' if f.severe else ''}, {when(f.date)}"
-            for f in irae]
+    data = [f"Immune-related adverse event: {md(f.label)} ({md(f.code)}){', severe' if f.severe else ''}, "
+            f"{when(f.date)}" for f in irae]
     data.append(_first_line_data(a))
     quotes = ["R3"]
     if any(d.anti_ctla4 for o in evaluated for d in o.drugs):
@@ -114,10 +114,10 @@ def _bev_event(a: Assessment, d: Decision, order: DraftOrder) -> OrderFinding | 
         return None
     line = a.first_line
     assert line is not None
-    data = [f"Bevacizumab-type event: {md(f.label)}{', severe' if f.severe else ''}, {when(f.date)}"
-            for f in events]
+    data = [f"Bevacizumab-type event: {md(f.label)} ({md(f.code)}){', severe' if f.severe else ''}, "
+            f"{when(f.date)}" for f in events]
     data.append(_first_line_data(a))
-    data.append(f"ALBI {a.albi.score:.2f}, grade {a.albi.grade}, {when(a.albi.date)} ({a.albi.status})"
+    data.append(f"ALBI grade {a.albi.grade} ({a.albi.score:.2f}), {when(a.albi.date)} ({a.albi.status})"
                 if a.albi.score is not None else f"ALBI {a.albi.status}")
     retrial = d.option("ici-retrial-nivolumab-ipilimumab")
     if retrial is None:
@@ -220,8 +220,8 @@ def _prior_ctla4(a: Assessment, order: DraftOrder, all_orders: list[DraftOrder])
     prior = ", ".join(d.name for d in t.DRUGS if d.anti_ctla4 and d.name in line.drugs)
     return OrderFinding(
         "prior-ctla4", "info",
-        f"{regimen[:1].upper()}{regimen[1:]} after first-line anti-CTLA-4: the retrial evidence (after anti-PD-(L)1 "
-        "only) does not cover it",
+        f"{regimen[:1].upper()}{regimen[1:]} after first-line {regimen_text(line.regimen, line.drugs)}: "
+        "retrial evidence (after anti-PD-(L)1 only) does not cover it",
         "The evidence for ipilimumab-based ICI retrial comes from patients whose first line was anti-PD-(L)1 only "
         f"(Wong et al., Roessler et al.); this patient's first line already contained anti-CTLA-4 ({prior}). "
         "Consider TKI, local therapy or a clinical trial.",

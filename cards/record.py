@@ -66,10 +66,11 @@ def parse_instant(value: object) -> datetime | None:
 
 
 def as_instant(value: date | datetime) -> datetime:
-    """An evaluation time given as a date means the end of that day; a datetime is made aware (UTC)."""
+    """An evaluation time given as a date means the start of that day, like a date-only value (clinical-rules.md
+    §1 "Time"); a datetime is made aware (UTC)."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.combine(value, time.max, UTC)
+    return datetime.combine(value, time(), UTC)
 
 
 def list_of(value: object) -> list:

@@ -57,8 +57,12 @@ def concept(code: str, system: str, display: str | None = None, text: str | None
     return result
 
 
-def patient(pid: str = PATIENT_ID) -> dict:
-    return {"resourceType": "Patient", "id": pid}
+def patient(pid: str = PATIENT_ID, birth_date: str | None = "1961-03-15", **extra: Any) -> dict:
+    """A Patient (62–65 years old in these tests unless ``birth_date`` says otherwise)."""
+    result: dict = {"resourceType": "Patient", "id": pid, **extra}
+    if birth_date:
+        result["birthDate"] = birth_date
+    return result
 
 
 def record(*resources: dict) -> PatientRecord:
@@ -123,6 +127,10 @@ def afp(value: float, unit: str, when: date | str, code: str = "1834-1", **kwarg
 
 def weight(value: float, unit: str, when: date | str, **kwargs: Any) -> dict:
     return observation("29463-7", value, unit, when, **kwargs)
+
+
+def inr(value: float, when: date | str, unit: str | None = "{INR}", **kwargs: Any) -> dict:
+    return observation(kwargs.pop("code", "6301-6"), value, unit, when, **kwargs)
 
 
 def disease_status(snomed_code: str, when: date | str, code: str = "97509-4") -> dict:

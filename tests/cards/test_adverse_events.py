@@ -118,10 +118,12 @@ def test_adverse_event_with_ici_suspect_and_text_only_is_irae():
     assert result.immune_related[0].label == "immune colitis"
 
 
-def test_adverse_event_with_non_ici_suspect_and_non_irae_code_is_not_irae():
+def test_adverse_event_with_non_ici_suspect_outside_the_ici_window_is_not_irae():
+    # line 1 atezolizumab ended 2023-06-01; a rash on later sorafenib (suspect) is not immune-related
+    atezo = b.med_statement("atezolizumab", "2023-01-01", "2023-06-01", status_reason="266721009")
     sora = b.med_statement("sorafenib", "2024-01-01", "2024-06-01", mid="ms-sora")
     event = b.adverse_event("L27.1", "2024-03-01", suspect="MedicationStatement/ms-sora")
-    assert irae_codes(events(sora, event)) == []
+    assert irae_codes(events(event, meds=[atezo, sora])) == []
 
 
 def test_refuted_irae_condition_ignored():

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from cards.medications import first_line, identify_drugs, medication_uses
+from cards.medications import first_line, identify_drugs, medication_uses, treatment_history
 from tests.cards import builders as b
 
 PROGRESSION = "266721009"  # No response to treatment
@@ -128,12 +128,13 @@ def test_tki_started_six_months_after_the_ici_is_not_first_line():
     assert f"MedicationStatement/{lenvatinib['id']}" not in line.sources
 
 
-def test_tki_before_the_ici_is_not_first_line_ici_course():
-    line = line_of(b.med_statement("sorafenib", "2024-01-01", "2024-12-01", status_reason=PROGRESSION),
+def test_tki_before_the_ici_makes_the_ici_line_2_and_out_of_scope():
+    # clinical-rules.md §0, §2: line 1 is the earliest course; here it has no ICI, so there is no ICI first line
+    rec = b.record(b.med_statement("sorafenib", "2024-01-01", "2024-12-01", status_reason=PROGRESSION),
                    b.med_statement("atezolizumab", "2026-01-10"), b.med_statement("bevacizumab", "2026-01-10"))
-    assert line.regimen == "atezolizumab-bevacizumab"
-    assert "sorafenib" not in line.drugs
-    assert line.start == date(2026, 1, 10)
+    lines = treatment_history(medication_uses(rec, b.TODAY))
+    assert [(c.line, c.regimen) for c in lines] == [(1, "sorafenib"), (2, "atezolizumab-bevacizumab")]
+    assert first_line(medication_uses(rec, b.TODAY)) is None
 
 
 def test_start_is_earliest_ici_record_and_end_the_latest_ici_end():

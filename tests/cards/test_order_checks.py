@@ -105,8 +105,8 @@ def assert_valid_cards(cards: list[dict], drafts: dict | None = None) -> None:
             for code, display in terminology.OVERRIDE_REASONS]
         assert len(card["overrideReasons"]) == 4
         order_check = card["extension"]["hcc-cds.orderCheck"]
-        assert order_check["check"] in ("irae-ici", "bev-event-antivegf", "poor-status", "ramucirumab-afp",
-                                        "lenvatinib-dose", "prior-ctla4")
+        assert order_check["check"] in ("irae-ici", "bev-event-antivegf", "poor-status", "failed-drug",
+                                        "ramucirumab-afp", "lenvatinib-dose", "prior-ctla4")
         if drafts is not None and "draftOrder" in order_check:
             assert order_check["draftOrder"] in refs
         if "suggestions" in card:
@@ -114,7 +114,7 @@ def assert_valid_cards(cards: list[dict], drafts: dict | None = None) -> None:
             assert len(card["suggestions"]) == 1
             suggestion = card["suggestions"][0]
             uuid.UUID(suggestion["uuid"])
-            assert suggestion["isRecommended"] is True
+            assert isinstance(suggestion["isRecommended"], bool)
             (action,) = suggestion["actions"]
             assert action["type"] == "update" and action["description"]
             assert "resourceId" not in action
@@ -299,7 +299,7 @@ def test_ici_after_irae_warns():
     assert card["indicator"] == "warning"
     assert checks(result) == [("irae-ici", "MedicationRequest/nivo")]
     assert "Nivolumab" in card["summary"] and "hepatitis" in card["summary"]
-    assert "K75.4" in card["detail"] and "2026-05-20" in card["detail"]
+    assert "K75.4" in card["detail"] and "20 May 2026" in card["detail"]
     assert "a switch to TKI should be more strongly preferred" in card["detail"]  # R3 sentence
 
 
@@ -323,14 +323,21 @@ def test_antivegf_after_bevacizumab_bleed_warns():
     assert_valid_cards([card])
     assert card["indicator"] == "warning"
     assert card["extension"]["hcc-cds.orderCheck"]["check"] == "bev-event-antivegf"
-    assert "K92.2" in card["detail"] and "2026-07-06" in card["detail"]
+    assert "K92.2" in card["detail"] and "6 Jul 2026" in card["detail"]
     assert "ALBI grade 1" in card["detail"]  # ICI retrial is the paper's preferred choice here
     assert "retrial of ICI-based therapy without TKI would be the preferred" in card["detail"]  # R4 sentence
 
 
-@pytest.mark.parametrize("drug", ["bevacizumab", "sorafenib"])
-def test_other_antivegf_agents_after_bleed_warn(drug):
-    assert checks(run("bev-bleed-albi1", draft("d", drug))) == [("bev-event-antivegf", "MedicationRequest/d")]
+def test_sorafenib_after_bleed_warns():
+    assert checks(run("bev-bleed-albi1", draft("d", "sorafenib"))) == [("bev-event-antivegf", "MedicationRequest/d")]
+
+
+def test_bevacizumab_after_bleed_warns_as_anti_vegf_and_as_a_failed_drug():
+    # clinical-rules.md §4: anti-VEGF after a bevacizumab-type event, and a drug of the first line that progressed
+    result = run("bev-bleed-albi1", draft("d", "bevacizumab"))
+    assert checks(result) == [("bev-event-antivegf", "MedicationRequest/d"), ("failed-drug", "MedicationRequest/d")]
+    failed = next(c for c in result.cards if c["extension"]["hcc-cds.orderCheck"]["check"] == "failed-drug")
+    assert "part of the first line that progressed" in failed["summary"]
 
 
 def test_ramucirumab_after_bleed_warns_twice():
@@ -360,6 +367,46 @@ def test_poor_status_warns(name, drug, marker):
     assert "[derived]" in card["detail"]
 
 
+# -- v2 dose-update rules (clinical-rules.md §4) -------------------------------------------------------------
+def _dose_card(result) -> dict:
+    return next(c for c in result.cards if c["extension"]["hcc-cds.orderCheck"]["check"] == "lenvatinib-dose")
+
+
+def test_dose_update_is_recommended_in_tier_fit():
+    card = _dose_card(run("afp-high-si-units", draft("len", "lenvatinib", mg=12)))  # 55 kg, fit
+    assert card["suggestions"][0]["isRecommended"] is True and new_dose(card) == 8
+    assert "too high for the weight" in card["summary"]
+
+
+def test_dose_update_is_offered_but_not_recommended_in_tier_weigh():
+    # Karnofsky 60 -> ECOG 2 -> weigh; 61.5 kg -> 12 mg
+    card = _dose_card(run("karnofsky-only", draft("len", "lenvatinib", mg=8)))
+    assert card["suggestions"][0]["isRecommended"] is False and new_dose(card) == 12
+    assert "lower than the weight-based dose" in card["summary"]
+
+
+def test_no_increase_is_suggested_at_albi_grade_3():
+    card = _dose_card(run("albi3-poor-liver", draft("len", "lenvatinib", mg=8)))  # 68 kg would give 12 mg
+    assert "suggestions" not in card
+    assert "lower dose kept (ALBI grade 3)" in card["summary"]
+
+
+def test_a_decrease_is_still_offered_at_albi_grade_3_but_not_recommended():
+    card = _dose_card(run("albi3-poor-liver", draft("len", "lenvatinib", mg=16)))
+    assert new_dose(card) == 12 and card["suggestions"][0]["isRecommended"] is False
+
+
+def test_child_pugh_c_keeps_the_label_dose_of_8_mg():
+    # Child-Pugh C (12 points): the label's 8 mg whatever the weight (72 kg); 12 mg ordered -> 8 mg, not recommended
+    card = _dose_card(run("child-pugh-c-frail", draft("len", "lenvatinib", mg=12)))
+    assert new_dose(card) == 8 and card["suggestions"][0]["isRecommended"] is False
+
+
+def test_failed_lenvatinib_ordered_again_warns():
+    result = run("lenva-pembro-first-line", draft("len", "lenvatinib", mg=12))
+    assert ("failed-drug", "MedicationRequest/len") in checks(result)
+
+
 def test_albi3_with_correct_lenvatinib_dose_only_warns_about_liver():
     result = run("albi3-poor-liver", draft("len", "lenvatinib", mg=expected_lenvatinib_mg(68.0)))
     assert checks(result) == [("poor-status", "MedicationRequest/len")]
@@ -371,7 +418,7 @@ def test_ramucirumab_with_low_afp_warns():
     card = only(run("systemic-atezo-bev", draft("ram", "ramucirumab")))
     assert_valid_cards([card])
     assert card["indicator"] == "warning"
-    assert "120 ng/mL" in card["summary"] and "2026-11-12" in card["detail"]
+    assert "120 ng/mL" in card["summary"] and "12 Nov 2026" in card["detail"]
     assert "only if AFP ≥ 400 ng/mL" in card["detail"]  # R7-ramucirumab sentence
 
 
@@ -391,12 +438,13 @@ def test_nivo_ipi_after_stride_is_not_covered_by_the_evidence():
     assert_valid_cards([card])
     assert checks(result) == [("prior-ctla4", "MedicationRequest/ipi")]
     assert card["indicator"] == "info"
-    assert "durvalumab-tremelimumab" in card["summary"] and "anti-PD-(L)1" in card["summary"]
+    assert "durvalumab + tremelimumab" in card["summary"] and "anti-PD-(L)1" in card["summary"]
 
 
 def test_ipilimumab_after_first_line_nivo_ipi():
+    # warning first: ipilimumab failed in line 1; then the info that the retrial evidence does not cover it
     result = run("possible-hcc-nivo-ipi", draft("ipi", "ipilimumab"))
-    assert checks(result) == [("prior-ctla4", "MedicationRequest/ipi")]
+    assert checks(result) == [("failed-drug", "MedicationRequest/ipi"), ("prior-ctla4", "MedicationRequest/ipi")]
 
 
 def test_nivolumab_alone_or_no_prior_ctla4_gives_no_ctla4_card():
@@ -407,7 +455,7 @@ def test_nivolumab_alone_or_no_prior_ctla4_gives_no_ctla4_card():
 # -- applicability, robustness, context errors ------------------------------------------------------
 def test_no_cards_when_r0_does_not_hold():
     result = run("hcc-no-ici", draft("len", "lenvatinib", mg=4), draft("ram", "ramucirumab"))
-    assert result.cards == [] and result.recommendation.applicable is False
+    assert result.cards == [] and result.decision.applicable is False
 
 
 def test_unknown_order_types_and_other_drugs_are_ignored():
@@ -457,14 +505,16 @@ def test_cards_are_ordered_warnings_first_and_uuids_come_from_the_factory():
     counter = itertools.count()
     result = run("ecog3-poor-status", draft("len", "lenvatinib", mg=8), draft("ram", "ramucirumab"),
                  new_id=lambda: str(uuid.UUID(int=next(counter))))
-    # 64 kg -> 12 mg (info, with suggestion); ECOG 3 -> poor-status on both; AFP 35 -> ramucirumab-afp
+    # 64 kg -> 12 mg, but ECOG 3 is frail: no increase is suggested (info, no suggestion);
+    # ECOG 3 -> poor-status on both; AFP 35 -> ramucirumab-afp
     assert checks(result) == [("poor-status", "MedicationRequest/len"), ("poor-status", "MedicationRequest/ram"),
                               ("ramucirumab-afp", "MedicationRequest/ram"),
                               ("lenvatinib-dose", "MedicationRequest/len")]
     assert [c["indicator"] for c in result.cards] == ["warning", "warning", "warning", "info"]
     assert_valid_cards(result.cards)
-    ids = [c["uuid"] for c in result.cards] + [result.cards[-1]["suggestions"][0]["uuid"]]
-    assert len(set(ids)) == 5 and all(i.startswith("00000000-0000-0000-0000-") for i in ids)
+    assert "suggestions" not in result.cards[-1] and "lower dose kept" in result.cards[-1]["summary"]
+    ids = [c["uuid"] for c in result.cards]
+    assert len(set(ids)) == 4 and all(i.startswith("00000000-0000-0000-0000-") for i in ids)
 
 
 def test_injected_adverse_event_text_is_escaped():

@@ -17,7 +17,7 @@ def base_record() -> list[dict]:
         b.med_statement("atezolizumab", b.ago(200)),
         b.med_statement("bevacizumab", b.ago(200)),
         b.albumin(3.5, "g/dL", b.ago(5)), b.bilirubin(1.2, "mg/dL", b.ago(5)), b.ecog(1, b.ago(5)),
-        b.afp(50, "ng/mL", b.ago(5)), b.weight(70, "kg", b.ago(5)),
+        b.afp(50, "ng/mL", b.ago(5)), b.weight(70, "kg", b.ago(5)), b.inr(1.1, b.ago(5)),
     ]
 
 
@@ -38,8 +38,10 @@ def test_unusable_progression_data_gives_data_quality_card_alone() -> None:
     broken["valueCodeableConcept"] = "worsened"
     result = evaluate([*base_record(), broken], b.NOW, b.PATIENT_ID)
     assert topics(result.cards) == ["data-quality"]
-    assert broken["id"] in result.cards[0]["detail"]
-    assert "Applicability could not be decided" in result.cards[0]["detail"]
+    detail = result.cards[0]["detail"]
+    assert "A result could not be read (malformed valueCodeableConcept)" in detail  # named in words, no FHIR id
+    assert broken["id"] not in detail
+    assert "Applicability could not be decided" in detail
 
 
 def test_missing_ecog_is_never_assumed_zero() -> None:
@@ -47,7 +49,11 @@ def test_missing_ecog_is_never_assumed_zero() -> None:
     result = evaluate([*record, b.disease_status("271299001", b.ago(10))], b.NOW, b.PATIENT_ID)
     extension = result.cards[0]["extension"]["hcc-cds.recommendation"]
     assert extension["assessment"]["ecog"] == {"status": "missing", "value": None, "from": None, "date": None}
-    assert "R1" not in extension["rulesFired"]
+    # v2: ECOG unknown → fitness "unknown" (never assumed fit), R1 fires and no option is preferred
+    assert extension["assessment"]["fitness"] == "unknown"
+    assert "R1" in extension["rulesFired"]
+    assert all(o["strength"] != "preferred" for o in extension["options"])
+    assert "measure ECOG" in result.cards[0]["summary"]
     assert topics(result.cards) == ["second-line-options", "data-quality", "clinical-trials"]
     labels = [s["label"] for s in result.cards[1]["suggestions"]]
     assert any("ECOG" in label for label in labels)

@@ -18,7 +18,7 @@ import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cards.patient_view import evaluate
-from cards.render import md, summarise, trials_card
+from cards.render import DETAIL_MAX, md, summarise, trials_card
 from service.validation import null_or_empty_paths, response_errors
 from tests.cards import builders as b
 
@@ -47,7 +47,7 @@ def base_record(*extra, labs=True, meds=None):
     resources = [b.patient(), b.condition("C22.0", "2025-09-01"), *meds]
     if labs:
         resources += [b.bilirubin(1.2, "mg/dL", b.ago(5)), b.albumin(3.5, "g/dL", b.ago(5)), b.ecog(1, b.ago(5)),
-                      b.afp(120, "ng/mL", b.ago(5)), b.weight(72, "kg", b.ago(5))]
+                      b.afp(120, "ng/mL", b.ago(5)), b.weight(72, "kg", b.ago(5)), b.inr(1.0, b.ago(5))]
     return [*resources, *extra]
 
 
@@ -106,16 +106,30 @@ def test_second_line_card_shape():
     result = run(base_record(b.condition("C78.01", "2026-02-01"), b.condition("C79.51", "2026-02-01")))
     card = by_topic(result.cards, "second-line-options")
     ext = card["extension"]["hcc-cds.recommendation"]
-    assert ext["contractVersion"] == "1"
-    assert ext["rulesFired"] == result.recommendation.rules_fired
+    assert ext["contractVersion"] == "2"
+    assert ext["applicability"] == "progression"
+    assert ext["rulesFired"] == result.decision.rules_fired
+    assert ext["policy"]["name"] == "default" and len(ext["policy"]["sha256"]) == 64
     assert ext["options"][0]["code"] == "tki-lenvatinib"
     assert ext["assessment"]["albi"]["grade"] == 2
     assert ext["assessment"]["albi"]["mAlbiGrade"] == "2b"
     assert ext["assessment"]["albi"]["score"] == -2.11  # −2.1090 shown to two decimals
     assert ext["assessment"]["progression"]["pattern"] == "systemic"
     assert card["summary"].startswith("Lenvatinib")
-    assert "-2.11" in card["detail"]  # the score to two decimals in the table
+    assert "-2.11" in card["detail"]  # the score to two decimals in the assessment line
+    assert len(card["detail"]) <= DETAIL_MAX
+    assert "links" not in card  # no launch URL given: no SMART link (the service always gives one)
     assert response_errors({"cards": result.cards}) == []
+
+
+def test_second_line_card_links_to_the_pathway_app_with_the_card_uuid_and_no_patient_data():
+    resources = base_record(b.condition("C78.01", "2026-02-01"))
+    result = evaluate(resources, b.NOW, b.PATIENT_ID, app_launch_url="https://cds.example.org/app/launch")
+    card = by_topic(result.cards, "second-line-options")
+    [link] = card["links"]
+    assert link["type"] == "smart" and link["url"] == "https://cds.example.org/app/launch"
+    assert json.loads(link["appContext"]) == {"cardUuid": card["uuid"]}
+    assert b.PATIENT_ID not in link["appContext"]
 
 
 def test_synthetic_long_case_summary_and_validity():
@@ -130,7 +144,7 @@ def test_synthetic_long_case_summary_and_validity():
     resources += [b.bilirubin(3.0, "mg/dL", b.ago(5)), b.albumin(2.8, "g/dL", b.ago(5)), b.ecog(3, b.ago(5)),
                   b.afp(120, "[IU]/mL", b.ago(5), code="19176-7"), b.weight(500, "kg", b.ago(5))]
     result = run(resources)
-    fired = set(result.recommendation.rules_fired)
+    fired = set(result.decision.rules_fired)
     assert {"R0", "R1", "R2", "R2b", "R3", "R6", "R8"} <= fired
     assert result.cards
     for card in result.cards:
@@ -153,7 +167,7 @@ def _body_structure_injection():
 
 def test_injected_adverse_event_text_is_escaped_in_detail():
     result = _adverse_event_injection()
-    assert "R3" in result.recommendation.rules_fired  # the AdverseEvent was read as an irAE
+    assert "R3" in result.decision.rules_fired  # the AdverseEvent was read as an irAE
     detail = by_topic(result.cards, "second-line-options")["detail"]
     assert r"\<script\>" in detail  # shown, escaped
     assert "<script>" not in detail
@@ -167,12 +181,11 @@ def test_injected_adverse_event_text_never_raw_in_any_card_detail():
 
 def test_injected_body_structure_description_is_escaped_in_detail():
     result = _body_structure_injection()
-    assert result.recommendation.applicable
-    for card in result.cards:
+    assert result.decision.applicable
+    for card in result.cards:  # the card does not show lesion descriptions (the app does), never raw
         detail = card.get("detail", "")
         assert "<script>" not in detail
         assert "**x**" not in detail
-    assert r"\<script\>" in by_topic(result.cards, "second-line-options")["detail"]
 
 
 # -- data-quality card --------------------------------------------------------------------------------
@@ -218,8 +231,8 @@ def test_no_data_quality_card_when_all_inputs_current():
 def test_data_quality_card_names_implausible_value():
     resources = base_record(b.albumin(45, "g/dL", b.ago(1)), b.condition("C78.01", "2026-02-01"))
     card = by_topic(run(resources).cards, "data-quality")
-    assert "implausible" in card["detail"]
-    assert "albumin" in card["detail"]
+    # in a clinician's words: which value, when, and why it was not used
+    assert "Albumin on" in card["detail"] and "450 g/L, outside the plausible 5–70 g/L: not used" in card["detail"]
 
 
 # -- trials card ------------------------------------------------------------------------------------------
@@ -227,51 +240,88 @@ def _trials_text(card):
     return " ".join([card["summary"], card["detail"], *(link["label"] for link in card.get("links", ()))])
 
 
-def test_trials_card_lists_the_six_table_1_trials():
-    card = trials_card()
+def _atezo_bev_trials():
+    return trials_card(run(base_record(b.condition("C78.01", "2026-02-01"))).assessment)
+
+
+def _stride_trials():
+    meds = [b.med_statement("durvalumab", ICI_START, ICI_END, status_reason="266721009"),
+            b.med_statement("tremelimumab", ICI_START, ICI_START, status="completed")]
+    return trials_card(run(base_record(b.condition("C78.01", "2026-02-01"), meds=meds)).assessment)
+
+
+def test_trials_card_lists_the_six_table_1_trials_after_atezolizumab_bevacizumab():
+    card = _atezo_bev_trials()
     found = set(re.findall(r"NCT\d{8}", card["detail"]))
     assert found == TABLE_1
     assert {link["url"].rsplit("/", 1)[-1] for link in card["links"]} == TABLE_1
     assert "IMbrave251" in card["detail"]
 
 
+def test_trials_card_after_stride_lists_only_trials_open_to_any_prior_ici_except_durvalumab():
+    # clinical-rules.md §3 R8: NCT04430452 excludes prior durvalumab; three trials enrol after atezo-bev only
+    card = _stride_trials()
+    assert set(re.findall(r"NCT\d{8}", card["detail"])) == {"NCT05178043", "NCT05101629"}
+
+
+def test_trials_card_gives_the_papers_completion_dates_and_says_when_they_passed():
+    detail = _atezo_bev_trials()["detail"]
+    rows = {line.split("|")[1].strip(): line for line in detail.splitlines() if line.startswith("| NCT")}
+    # b.NOW is in 2026: Feb 2025, Dec 2024 and Mar 2023 (= 31 Mar) have passed; Jan and Feb 2027 have not
+    assert "5 Feb 2025 — passed: check current status" in rows["NCT04770896"]
+    assert "31 Mar 2023 — passed" in rows["NCT03970616"]
+    assert "31 Dec 2024 — passed" in rows["NCT05101629"]
+    assert "31 Jan 2027" in rows["NCT05199285"] and "passed" not in rows["NCT05199285"]
+    assert "28 Feb 2027" in rows["NCT04430452"] and "passed" not in rows["NCT04430452"]
+
+
 def test_trials_card_claims_no_results():
-    text = _trials_text(trials_card())
+    text = _trials_text(_atezo_bev_trials())
     for word in ("met", "positive", "negative", "failed", "succeeded"):
         assert not re.search(rf"\b{word}\b", text, re.IGNORECASE), word
+    assert "listed as ongoing in the paper's Table 1, 2023" in text  # never "ongoing" in our own voice
 
 
 def test_trials_card_has_an_as_of_date():
-    heading = trials_card()["detail"].split("\n")[0]
+    heading = _atezo_bev_trials()["detail"].split("\n")[0]
     assert re.search(r"\b20\d\d\b", heading), heading  # the date the list stands for
 
 
 def test_second_line_card_quotes_the_paper_for_r1():
     result = run(base_record(b.ecog(2, b.ago(1)), b.condition("C78.01", "2026-02-01")))
-    assert "R1" in result.recommendation.rules_fired
+    assert "R1" in result.decision.rules_fired
     card = by_topic(result.cards, "second-line-options")
     assert card["indicator"] == "warning"
     assert "HR 2.04" in card["detail"]
     assert "the risk-benefit balance needs to be carefully weighed" in card["detail"]
+    assert card["summary"].startswith("Weigh best supportive care (ECOG 2): if treated, ")
 
 
 def test_second_line_card_warns_about_new_vascular_invasion():
     result = run(base_record(b.condition("I81", "2026-02-01")))
     card = by_topic(result.cards, "second-line-options")
-    assert "R6" in result.recommendation.rules_fired
+    assert "R6" in result.decision.rules_fired
     assert "HR 2.15" in card["detail"]
-    assert card["indicator"] == "warning"
+    assert "confirm tumour thrombus on imaging" in card["detail"]
 
 
 def test_trials_card_is_valid():
-    cards = [trials_card()]
+    cards = [_atezo_bev_trials()]
     assert response_errors({"cards": cards}) == []
     assert null_or_empty_paths({"cards": cards}) == []
 
 
-def test_trials_card_in_every_applicable_fixture():
-    for path in FIXTURES:
-        result = run_fixture(path)
-        if result.recommendation.applicable:
-            trials = by_topic(result.cards, "clinical-trials")
-            assert set(re.findall(r"NCT\d{8}", trials["detail"])) == TABLE_1
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_second_line_detail_is_short_and_free_of_internal_codes(path):
+    """clinical-rules.md §5: ≤ 1,500 characters; no rule ids, option codes, FHIR ids or document names."""
+    result = run_fixture(path)
+    for card in result.cards:
+        words = " ".join([card["summary"], card["detail"], *(s["label"] for s in card.get("suggestions", ())),
+                          *(link["label"] for link in card.get("links", ()))])
+        assert not re.search(r"\bR[0-9]b?\b", words), card["summary"]
+        assert not re.search(r"\b(tki|ici|other-ici|bev-event)-[a-z-]+", words), card["summary"]
+        assert not re.search(r"clinical-rules\.md|service-contract\.md|§", words)
+        assert not re.search(r"\w\(s\)", words)
+        assert not re.search(r"\b(Observation|Condition|Medication\w*|Patient|BodyStructure)/", words)
+        if card["source"]["topic"]["code"] == "second-line-options":
+            assert len(card["detail"]) <= DETAIL_MAX
