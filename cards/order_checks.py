@@ -246,7 +246,7 @@ def _lenvatinib_dose(a: Assessment, order: DraftOrder, patient_id: str, new_id: 
             f"{high} mg if ≥ {cut:g} kg)",
             f"The lenvatinib dose depends on body weight ({low} mg once daily below {cut:g} kg, {high} mg from "
             f"{cut:g} kg), and the record has no weight from the last {a.current_days} days. Record the weight and "
-            "check the dose.", [f"Body weight: {last}", f"Ordered: {ordered}"], ["R7"], caveats)
+            "check the dose.", [f"Body weight: {last}", f"Ordered: {ordered}"], [], caveats)
     if order.dose is None:
         return None
     expected = lenvatinib_mg(weight.current_kg, policy)
@@ -265,7 +265,7 @@ def _lenvatinib_dose(a: Assessment, order: DraftOrder, patient_id: str, new_id: 
             "lenvatinib-dose", "info",
             f"Lenvatinib {ordered_mg:g} mg/day for {weight.current_kg:g} kg is {direction}; lower dose kept ({held})",
             f"The weight gives {expected} mg once daily ({band}), but with {held} an increase is not suggested: the "
-            "lower dose may be an intended reduction.", data, ["R7"], caveats)
+            "lower dose may be an intended reduction.", data, [], caveats)
     description = (f"Change the lenvatinib dose from {ordered_mg:g} mg/day to {expected} mg orally once daily "
                    f"(weight {weight.current_kg:g} kg, {band}).")
     suggestion = None
@@ -285,7 +285,7 @@ def _lenvatinib_dose(a: Assessment, order: DraftOrder, patient_id: str, new_id: 
         f"Lenvatinib is dosed by body weight: {low} mg once daily below {cut:g} kg, {high} mg from {cut:g} kg. The "
         f"draft orders {ordered_mg:g} mg/day; the current weight gives {expected} mg once daily."
         + (" Keep a lower dose only if it is an intended dose reduction." if increase else ""),
-        data, ["R7"], caveats, suggestion)
+        data, [], caveats, suggestion)
 
 
 def _increase_withheld(a: Assessment) -> str | None:

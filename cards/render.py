@@ -83,7 +83,7 @@ def first_line_text(a: Assessment, regimen: bool = True) -> str:
     """Regimen, dates and stop reason; "ongoing" only while the course is active."""
     line = a.first_line
     assert line is not None
-    end = "ongoing" if line.active else (when(line.end) if line.end else "end date not recorded")
+    end = "ongoing" if line.active else (when(line.end) if line.end else "end not recorded")
     stop = f", {_STOP_WORDS[line.stop_reason]}" if line.stop_reason else ""
     name = f"{regimen_text(line.regimen, line.drugs)}, " if regimen else ""
     return f"{name}{when(line.start)} → {end}{stop}"
@@ -111,8 +111,7 @@ def _assessment_line(a: Assessment) -> str:
                      + ("" if albi.status == "current" else f", {albi.status}") + ")")
     else:
         parts.append(f"ALBI {albi.status}")
-    parts.append(f"Child-Pugh {cp.label}" if cp.score is not None else "Child-Pugh not computable (no current "
-                 + _names([m.upper() if m == "inr" else m for m in cp.missing]) + ")")
+    parts.append(f"Child-Pugh {cp.label}" if cp.score is not None else "Child-Pugh not computable")
     if ecog.value is not None:
         origin = f" from Karnofsky {ecog.karnofsky}" if ecog.source == "karnofsky" else ""
         parts.append(f"ECOG {ecog.value}{origin}" + ("" if ecog.status == "current" else f" ({ecog.status})"))
@@ -122,18 +121,25 @@ def _assessment_line(a: Assessment) -> str:
     if afp.ng_per_ml is not None:
         parts.append(f"AFP {afp.ng_per_ml:g} ng/mL" + ("" if afp.status == "current" else f" ({afp.status})"))
     if a.weight.current_kg is not None:
-        parts.append(f"{a.weight.current_kg:g} kg")
-    if a.patient.age_years is not None:
+        parts.append(f"{round(a.weight.current_kg, 1):g} kg")
+    if a.patient.age_years is not None and a.patient.age_years < 18:
         parts.append(f"age {a.patient.age_years}")
-    line = f"First line {first_line_text(a, regimen=False)}."
+    line = f"First line {first_line_text(a)}."
     if a.failed_drugs:
-        line += (f" Not offered again: {_names(a.failed_drugs)} ({'was' if len(a.failed_drugs) == 1 else 'were'} part "
-                 "of the first line that progressed).")
+        line += f" Not offered again (failed first line): {', '.join(a.failed_drugs)}."
     if prog is not None and prog.documented:
         organs = f" ({', '.join(o.replace('-', ' ') for o in prog.organs)})" if prog.organs else ""
         line += f" Progression {when(prog.date)}: {_PATTERN_WORDS[prog.pattern]}{organs}"
         line += "; hyperprogression." if prog.hyperprogression == "yes" else "."
     return "**Assessment:** " + md(" · ".join(parts)) + ". " + md(line)
+
+
+def _other_name(option: Option) -> str:
+    names = {"ici-retrial-nivolumab-ipilimumab": "nivolumab + ipilimumab retrial",
+             "ici-continuation": "ICI continuation", "local-ablative-therapy": "local ablative therapy",
+             "sbrt-vascular-invasion": "SBRT to the vascular invasion", "best-supportive-care": "best supportive care",
+             "clinical-trial": "clinical trial", "surveillance": "surveillance"}
+    return names.get(option.code, option.label.lower())
 
 
 def _option_line(number: int, option: Option) -> str:
@@ -149,8 +155,8 @@ def _caveat_line(a: Assessment, d: Decision) -> str:
     """The derived values this decision used, compactly; the app lists every value in force."""
     p, prog = a.policy, a.progression
     frail, weigh = "/".join(p.frail_child_pugh) or "–", "/".join(p.weigh_child_pugh) or "–"
-    values = [f"current ≤ {p.current_days} days", f"frail ECOG ≥ {p.frail_ecog_at_least} or Child-Pugh {frail}",
-              f"weigh ECOG ≥ {p.weigh_ecog_at_least}, ALBI ≥ {p.weigh_albi_grade_at_least} or Child-Pugh {weigh}"]
+    values = [f"current ≤ {p.current_days} days", f"frail ECOG ≥ {p.frail_ecog_at_least}/Child-Pugh {frail}",
+              f"weigh ECOG ≥ {p.weigh_ecog_at_least}/ALBI ≥ {p.weigh_albi_grade_at_least}/Child-Pugh {weigh}"]
     if prog is not None and prog.progressing_lesions is not None:
         values.append(f"oligoprogression ≤ {p.oligo_max_lesions} lesions, ≤ {p.oligo_max_organs} organs, "
                       f"≥ {p.oligo_min_days} days")
@@ -162,19 +168,24 @@ def _caveat_line(a: Assessment, d: Decision) -> str:
         values.append(f"event windows {p.irae_days_after_ici_end}/{p.bevacizumab_days_after_end} days")
     if d.option("ici-continuation") is not None:
         values.append(f"ICI resumption ≤ {p.ici_resume_days} days")
-    return (f"*Derived thresholds (site policy “{md(p.name)}” v{md(p.version)}; not cut-offs stated in the paper):* "
-            f"{'; '.join(values)}. Doses: labels and pivotal trials.")
+    return (f"*Derived thresholds (site policy “{md(p.name)}” v{md(p.version)}; not the paper's cut-offs):* "
+            f"{'; '.join(values)}. Doses from labels and trials.")
 
 
 def _detail(a: Assessment, d: Decision, quotes: int, shown: int) -> str:
     """The detail with ``shown`` options and at most ``quotes`` quotes (the lead's first, then the warnings')."""
     line = a.first_line
     assert line is not None
-    heading = f"**Second-line options after first-line {md(regimen_text(line.regimen, line.drugs))}**"
+    heading = f"**Second-line options after first-line ICI** ({SHORT_CITATION})"
     parts = [heading, _assessment_line(a)]
     options = [_option_line(n, o) for n, o in enumerate(d.options[:shown], 1)]
-    if len(d.options) > shown:
-        options.append(f"{_plural(len(d.options) - shown, 'more option')} in the full reasoning.")
+    rest = d.options[shown:]
+    if rest:
+        groups: dict[str, list[str]] = {}
+        for option in rest:
+            groups.setdefault(option.strength.value, []).append(_other_name(option))
+        listed = "; ".join(f"{', '.join(names)} ({strength})" for strength, names in groups.items())
+        options.append(f"Also: {md(listed)}.")
     parts.append("\n".join(options))
     lead = d.lead
     quoted: list[str] = []
@@ -185,18 +196,18 @@ def _detail(a: Assessment, d: Decision, quotes: int, shown: int) -> str:
         quoted += [w.quote for w in d.warnings if w.quote]
     chosen = list(dict.fromkeys(quoted))[:quotes]
     if chosen:
-        parts.append("\n".join(_quote(key) for key in chosen))
+        parts.append("\n".join(f"> “{QUOTES[key]}”" for key in chosen))
     if d.caveats:
         parts.append(" ".join(md(c) for c in d.caveats))
     parts.append(_caveat_line(a, d))
-    parts.append("Options with strengths, not orders. Full reasoning and every quote: open the pathway (link).")
+    parts.append("Options, not orders; full reasoning and every quote in the pathway (link).")
     return "\n\n".join(parts)
 
 
 def second_line_detail(a: Assessment, d: Decision) -> str:
     """≤ 1,500 characters: every quote and five options when they fit; else fewer options (down to three), then
     fewer quotes (the leading option's last); the app always has everything."""
-    for quotes, shown in ((9, 5), (9, 4), (9, 3), (9, 2), (2, 2), (1, 2), (1, 1), (0, 1)):
+    for quotes, shown in ((9, 5), (9, 4), (9, 3), (9, 2), (9, 1), (2, 1), (1, 1), (0, 1)):
         text = _detail(a, d, quotes, shown)
         if len(text) <= DETAIL_MAX:
             return text
@@ -210,10 +221,10 @@ def summary(a: Assessment, d: Decision) -> str:
     modifiers = []
     if a.diagnosis.status == "possible-hcc":
         modifiers.append("possible HCC: confirm")
+    if "R2b" in d.rules_fired:
+        modifiers.append("hyperprogression")
     if a.patient.age_years is not None and a.patient.age_years < 18:
         modifiers.append(f"age {a.patient.age_years}")
-    if d.needs:
-        modifiers.append(f"measure {' and '.join(d.needs)}")
     keep = f" ({'; '.join(modifiers)})" if modifiers else ""
     systemic = next((o for o in d.options if o.role == "systemic" and o.strength.rank <= 2), None)
     treated = f"if treated, {_short(systemic)}" if systemic else "no systemic option above caution"
@@ -224,10 +235,21 @@ def summary(a: Assessment, d: Decision) -> str:
     elif a.fitness == "weigh":
         text = f"Weigh best supportive care ({fitness_reason(a)}): {treated}"
     elif lead.strength.value == "preferred":
-        text = f"{_short(lead)} preferred: {d.headline or _default_headline(a)}"
+        text = _capital(f"{_short(lead)} preferred: {d.headline or _default_headline(a)}")
     else:
-        text = f"No option preferred yet: {_short(lead)} {lead.strength.value}; {d.headline or _default_headline(a)}"
+        headline = d.headline or _default_headline(a)
+        if d.needs:
+            text = (f"Measure {' and '.join(d.needs)}: no option preferred until then; {_short(lead)} "
+                    f"{lead.strength.value} for now; {headline}")
+        elif lead.role in {"supportive", "trial"}:
+            text = f"No option preferred: {headline}"
+        else:
+            text = _capital(f"no option preferred: {_short(lead)} {lead.strength.value}; {headline}")
     return summarise(text, keep)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _short(option: Option) -> str:
@@ -236,6 +258,8 @@ def _short(option: Option) -> str:
              "sbrt-vascular-invasion": "SBRT to the vascular invasion",
              "surveillance": "Surveillance", "ici-continuation": "continuing the ICI"}
     label = names.get(option.code, option.label)
+    if option.role == "systemic" and option.code.startswith(("tki-", "ramucirumab")):
+        label = label.lower()  # a drug name mid-sentence; the summary capitalises its first word
     if option.dose and option.dose.mg:
         label += f" {option.dose.mg} mg/day"
     return label
@@ -422,8 +446,9 @@ def order_card(finding, order, a: Assessment, new_id: UuidFactory = new_uuid) ->
     """An order-entry card: the finding of one check on one draft order (``cards.order_checks``)."""
     lines = [f"**Order check: {_CHECK_TITLES[finding.check]}** — draft order: {md(order.label)}",
              f"**Why:** {md(finding.reason)}",
-             "**Patient data**\n" + "\n".join(f"- {line}" for line in finding.data),
-             "**Evidence**\n\n" + "\n\n".join(_quote(key) for key in finding.quotes)]
+             "**Patient data**\n" + "\n".join(f"- {line}" for line in finding.data)]
+    if finding.quotes:
+        lines.append("**Evidence**\n\n" + "\n\n".join(_quote(key) for key in finding.quotes))
     caveats = [*finding.caveats]
     if a.unavailable:
         caveats.append("Not readable from the EHR: " + md(", ".join(a.unavailable)) + "; a check may be missing.")

@@ -395,7 +395,8 @@ def _r3_r4_adverse_events(a: Assessment, d: Decision) -> None:
         d.at_least("best-supportive-care", Strength.CONSIDER, "Conflicting constraints from both adverse events.",
                    "Both the immune-related and the bevacizumab-type constraint apply; supportive care is a "
                    "reasonable choice to discuss.", ("R8",))
-        d.headline = "prior immune-related and bevacizumab-type events: no systemic option preferred"
+        d.headline = (f"prior immune-related {irae[0].label} and {bev[0].label}; discuss local therapy, supportive "
+                      "care and trials")
     elif irae:
         d.headline = f"prior immune-related {irae[0].label} on {_regimen(a)}; TKI switch preferred"
     else:
@@ -476,8 +477,8 @@ def _r6_vascular_invasion(a: Assessment, d: Decision) -> None:
         d.at_least("ici-continuation", Strength.CONSIDER, continuation.reason, continuation.rationale,
                    continuation.evidence)
     d.warnings.append(Warning("New vascular invasion: HR 2.15 for overall survival.", "R6-prognosis"))
-    d.warnings.append(Warning("Coded as portal vein thrombosis, which does not tell tumour from bland thrombus: "
-                              "confirm tumour thrombus on imaging."))
+    d.warnings.append(Warning("Coded as portal vein thrombosis (tumour or bland?): confirm tumour thrombus on "
+                              "imaging."))
     if not d.headline:
         d.headline = "new vascular invasion (HR 2.15 for OS): add SBRT"
 
@@ -590,7 +591,10 @@ def _r1_r2_fitness(a: Assessment, d: Decision) -> None:
         d.cap(lambda o: True, Strength.ALTERNATIVE, "")
         d.caveats.append(f"{' and '.join(d.needs)} not current: no option is preferred until "
                          f"{'they are' if len(d.needs) > 1 else 'it is'} measured; fitness is never assumed.")
-    if tier in {"frail", "weigh"}:
+    if tier == "frail":
+        d.warnings.append(Warning(f"{why}: further treatment may accelerate deterioration (prognostic categories, "
+                                  "not treatment cut-offs).", "R1-weigh"))
+    elif tier == "weigh":
         d.warnings.append(Warning(f"{why}: weigh best supportive care (prognostic categories, not treatment "
                                   "cut-offs).", "R1-weigh"))
 

@@ -39,6 +39,9 @@ def test_prefetch_templates_use_only_allowed_parameters() -> None:
     allowed = {"patient", "subject", "code", "status", "_count"}
     for template, _required in PREFETCH.values():
         _type, _, query = template.partition("?")
+        if not query:  # a read (contract §2: Patient/{{context.patientId}} for age and deceased status)
+            assert template == "Patient/{{context.patientId}}"
+            continue
         names = {part.split("=")[0] for part in query.split("&")}
         assert names <= allowed, template
         assert "category" not in template and "_include" not in template
@@ -55,7 +58,12 @@ def test_patient_view_full_prefetch_gives_second_line_card(client) -> None:
     body = response.get_json()
     assert response_errors(body) == [] and null_or_empty_paths(body) == []
     topics = [c["source"]["topic"]["code"] for c in body["cards"]]
-    assert topics == ["second-line-options", "clinical-trials"]
+    # this fixture has no INR: Child-Pugh is not computable and the data-quality card offers the INR order
+    assert topics == ["second-line-options", "data-quality", "clinical-trials"]
+    labels = [s["label"] for s in body["cards"][1]["suggestions"]]
+    assert labels == ["Order INR"]
+    [link] = body["cards"][0]["links"]
+    assert link["type"] == "smart" and link["url"] == "http://localhost/app/launch"
 
 
 def test_no_card_patient_answers_exactly_empty_cards(client) -> None:
