@@ -70,7 +70,7 @@ class AlbiResult:
 def assess_albi(record: PatientRecord, now: date | datetime, current_days: int) -> AlbiResult:
     """ALBI from the most recent usable albumin and bilirubin; the date is the older of the two."""
     albumin, albumin_problems = latest_usable(record, "albumin", t.ALBUMIN_MASS, t.ALBUMIN_TO_G_L,
-                                              ALBUMIN_PLAUSIBLE_G_L, now, current_days, "g/L")
+                                              ALBUMIN_PLAUSIBLE_G_L, now, current_days, "g/L", worse=-1)
     bilirubin, bilirubin_problems = latest_usable(record, "bilirubin", t.BILIRUBIN_TOTAL, t.BILIRUBIN_TO_UMOL_L,
                                                   BILIRUBIN_PLAUSIBLE_UMOL_L, now, current_days, "µmol/L")
     problems = tuple(albumin_problems + bilirubin_problems)

@@ -251,6 +251,18 @@ def _exposure_end(uses: list[MedicationUse]) -> date | None:
     return max(u.end for u in uses if u.end)
 
 
+def _continues(use: MedicationUse, course: list[MedicationUse], window: timedelta) -> bool:
+    """A further record of a drug already in the course continues it: the same ICI resumed at any time; any other
+    drug while its exposure is open or within the join window of its last end (refills, cycles of infusions)."""
+    same = [u for u in course if u.drug.name == use.drug.name]
+    if not same:
+        return False
+    if use.drug.ici:
+        return True
+    last_end = _exposure_end(same)
+    return last_end is None or (use.start is not None and use.start - last_end <= window)
+
+
 def _group(uses: list[MedicationUse], join_days: int) -> list[list[MedicationUse]]:
     """Uses grouped into courses in order of start (clinical-rules.md §2 "Treatment history")."""
     window = timedelta(days=join_days)
@@ -260,11 +272,10 @@ def _group(uses: list[MedicationUse], join_days: int) -> list[list[MedicationUse
         if courses:
             latest = courses[-1]
             first = min(u.start for u in latest if u.start)
-            names = {u.drug.name for u in latest}
             ici_open = _exposure_end([u for u in latest if u.drug.ici]) or use.start
             partner = (use.drug.name in COURSE_PARTNERS and any(u.drug.ici for u in latest)
                        and use.start <= ici_open)
-            if use.drug.name in names or use.start - first <= window or partner:
+            if use.start - first <= window or partner or _continues(use, latest, window):
                 latest.append(use)
                 continue
         courses.append([use])

@@ -54,6 +54,7 @@ class Progression:
     new_metastasis_organs: tuple[str, ...] = ()
     reason: str = ""  # why the pattern is what it is (e.g. what would settle "indeterminate")
     sum_change: float | None = None  # fractional change in sum of longest dimensions (hyperprogression)
+    vascular_invasion_i81_only: bool = False  # the only evidence is ICD-10-CM I81 (tumour or bland thrombus?)
     problems: tuple[Problem, ...] = field(default=())
 
 
@@ -196,7 +197,7 @@ def assess_progression(record: PatientRecord, line: FirstLine, policy: Policy | 
     conditions = record.conditions()
     organs_before: set[str] = set()
     new_mets: dict[str, date] = {}
-    vi_before, vi_after = False, None
+    vi_before, vi_after, vi_coded_beyond_i81 = False, None, False
     for cond in sorted(conditions, key=lambda c: condition_date(c) or date.min):
         when = condition_date(cond)
         organ = metastasis_organ(cond.get("code"), cond.get("bodySite"))
@@ -208,8 +209,10 @@ def assess_progression(record: PatientRecord, line: FirstLine, policy: Policy | 
         if is_vascular_invasion(cond.get("code"), policy.vascular_invasion_snomed):
             if when is None or when <= start:
                 vi_before = True
-            elif vi_after is None:
-                vi_after = when
+            else:
+                vi_after = when if vi_after is None else vi_after
+                vi_coded_beyond_i81 |= any(s == t.SNOMED and c in policy.vascular_invasion_snomed
+                                           for s, c in codings(cond.get("code")))
     for organ, when in sorted(new_mets.items(), key=lambda item: item[1]):
         evidence.append((when, f"new {organ} metastasis ({when})"))
     new_vi = vi_after is not None and not vi_before
@@ -270,5 +273,6 @@ def assess_progression(record: PatientRecord, line: FirstLine, policy: Policy | 
         new_metastasis_organs=tuple(sorted(new_mets, key=t.ORGANS.index)),
         reason=reason,
         sum_change=change,
+        vascular_invasion_i81_only=new_vi and not vi_coded_beyond_i81,
         problems=tuple(problems),
     )

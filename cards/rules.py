@@ -477,8 +477,9 @@ def _r6_vascular_invasion(a: Assessment, d: Decision) -> None:
         d.at_least("ici-continuation", Strength.CONSIDER, continuation.reason, continuation.rationale,
                    continuation.evidence)
     d.warnings.append(Warning("New vascular invasion: HR 2.15 for overall survival.", "R6-prognosis"))
-    d.warnings.append(Warning("Coded as portal vein thrombosis (tumour or bland?): confirm tumour thrombus on "
-                              "imaging."))
+    if prog.vascular_invasion_i81_only:
+        d.warnings.append(Warning("Coded as portal vein thrombosis (tumour or bland?): confirm tumour thrombus on "
+                                  "imaging."))
     if not d.headline:
         d.headline = "new vascular invasion (HR 2.15 for OS): add SBRT"
 

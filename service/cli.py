@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -198,6 +199,35 @@ def _cmd_feedback_report(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_policy(args: argparse.Namespace) -> int:
+    """`policy show`: the policy in force (HCC_CDS_POLICY or the bundled default); `policy check FILE`."""
+    from cards.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(args.file if args.action == "check" else os.environ.get("HCC_CDS_POLICY") or None)
+    except PolicyError as exc:
+        print(f"policy error: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "check":
+        print(f"ok {args.file}: policy {policy.name} version {policy.version} (sha256 {policy.sha256})")
+        return 0
+    print(f"policy {policy.name} version {policy.version} from {policy.source}\nsha256 {policy.sha256}")
+    for what, value in policy.values_in_force():
+        print(f"  {what}: {value}")
+    print(f"  lenvatinib: {policy.lenvatinib_low_mg} mg < {policy.lenvatinib_weight_kg:g} kg, "
+          f"{policy.lenvatinib_high_mg} mg ≥ {policy.lenvatinib_weight_kg:g} kg, "
+          f"{policy.lenvatinib_child_pugh_c_mg} mg at Child-Pugh C")
+    for name, dose in policy.doses:
+        print(f"  {name.replace('_', ' + ')}: {dose}")
+    print(f"  site vascular-invasion SNOMED codes: {', '.join(sorted(policy.vascular_invasion_snomed)) or 'none'}")
+    for trial in policy.trials:
+        after = ", ".join(trial.eligible_after) + (f" (not after {', '.join(trial.excluded_drugs)})"
+                                                    if trial.excluded_drugs else "")
+        print(f"  trial {trial.id} phase {trial.phase}: {trial.design}; after {after}; completion "
+              f"{trial.completion.isoformat()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hcc-cds", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--draft-orders", help="a Bundle of draft orders (order-select/order-sign)")
     rec.add_argument("--selection", action="append", help="selected order, e.g. MedicationRequest/1")
     rec.set_defaults(func=_cmd_record)
+    pol = commands.add_parser("policy", help="show the site policy in force, or check a policy file")
+    pol_actions = pol.add_subparsers(dest="action", required=True)
+    pol_actions.add_parser("show", help="print the policy in force (HCC_CDS_POLICY or the bundled default)")
+    check = pol_actions.add_parser("check", help="validate a policy file")
+    check.add_argument("file")
+    pol.set_defaults(func=_cmd_policy)
     report = commands.add_parser("feedback-report", help="acceptance and override rates per check and reason")
     report.set_defaults(func=_cmd_feedback_report)
     args = parser.parse_args(argv)

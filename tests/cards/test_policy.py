@@ -233,8 +233,6 @@ def test_current_window_10_days_makes_a_20_day_old_ecog_not_current(tmp_path):
     assert "10 days" in quality["detail"] and "30 days" not in quality["detail"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: rules._r6_vascular_invasion always adds the 'confirm tumour thrombus' "
-                   "warning; R6 asks for it only when the evidence is I81 alone")
 def test_site_vascular_invasion_code_fires_r6_without_asking_to_confirm_an_i81_thrombus(tmp_path):
     # "SNOMED codes from the site policy"; "ask for imaging confirmation of tumour thrombus when the evidence is
     # I81 alone" (clinical-rules.md §1, §3 R6): a site-coded tumour thrombus needs no such request
