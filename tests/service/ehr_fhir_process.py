@@ -88,6 +88,8 @@ def _code_matches(resource: dict, tokens: list[str]) -> bool:
 
 class Handler(BaseHTTPRequestHandler):
     server: Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as EHR FHIR servers do
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -116,12 +118,17 @@ class Handler(BaseHTTPRequestHandler):
             {"severity": "error", "code": "not-supported"}]})
 
     def search(self, resource_type: str, params: dict[str, list[str]], base: str) -> dict:
-        found = list(self.server.store.get(resource_type, {}).values())
-        for name, values in params.items():
-            if name in SEARCH_REFERENCES:
-                found = [r for r in found if all(_reference_matches(r, SEARCH_REFERENCES[name], v) for v in values)]
-            elif name == "code":
-                found = [r for r in found if all(_code_matches(r, v.split(",")) for v in values)]
+        criteria = tuple(sorted((k, tuple(v)) for k, v in params.items() if k in SEARCH_REFERENCES or k == "code"))
+        found = self.server.matches.get((resource_type, criteria))
+        if found is None:  # searched once, then paged from the cached result (as a server's search session)
+            found = list(self.server.store.get(resource_type, {}).values())
+            for name, values in criteria:
+                if name in SEARCH_REFERENCES:
+                    found = [r for r in found if all(_reference_matches(r, SEARCH_REFERENCES[name], v)
+                                                     for v in values)]
+                else:
+                    found = [r for r in found if all(_code_matches(r, v.split(",")) for v in values)]
+            self.server.matches[(resource_type, criteria)] = found
         count = min(int(params.get("_count", ["50"])[0]), self.server.page_size)
         offset = int(params.get("_offset", ["0"])[0])
         page = found[offset:offset + count]
@@ -151,6 +158,7 @@ class Server(ThreadingHTTPServer):
     def __init__(self, port: int, store: dict, page_size: int, no_results_outcome: bool, log: Path | None) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.store, self.page_size, self.no_results_outcome, self.log = store, page_size, no_results_outcome, log
+        self.matches: dict[tuple, list[dict]] = {}
         self._lock = threading.Lock()
 
     def record(self, line: str) -> None:

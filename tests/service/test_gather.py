@@ -233,3 +233,14 @@ def test_fetch_referenced_medications_runs_concurrently_and_keeps_only_the_reque
     assert out.unavailable == ("1 Medication referenced by medication records could not be read "
                                "(not the requested Medication)",)
 
+
+
+def test_a_draft_order_medication_reference_is_fetched_too(full) -> None:
+    draft = {"resourceType": "MedicationRequest", "id": "draft-1", "status": "draft", "intent": "order",
+             "subject": {"reference": f"Patient/{full['context']['patientId']}"},
+             "medicationReference": {"reference": "Medication/med-atezo"}}
+    context = dict(full["context"], draftOrders={"resourceType": "Bundle", "entry": [{"resource": draft}]})
+    with RouteServer({"/Medication/med-atezo": (200, ATEZOLIZUMAB)}) as server:
+        gathered = gather(dict(full, hook="order-sign", context=context, fhirServer=server.base), SETTINGS)
+    assert server.paths == ["/fhir/Medication/med-atezo"]
+    assert ATEZOLIZUMAB in gathered.resources and gathered.unavailable == ()
