@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,6 +25,7 @@ FORWARDED = ("Authorization", "Accept", "Prefer")
 
 class Handler(BaseHTTPRequestHandler):
     server: Proxy
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -38,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
         target = self.path.removeprefix("/fhir").replace("|", "%257C")
         headers = {name: self.headers[name] for name in FORWARDED if self.headers.get(name)}
         # the target goes out byte for byte: a prepared request would re-encode it
-        session = requests.Session()
+        session = self.server.session()
         prepared = session.prepare_request(requests.Request("GET", self.server.upstream, headers=headers))
         prepared.url = self.server.upstream + target
         upstream = session.send(prepared, timeout=5, allow_redirects=False)
@@ -58,6 +60,13 @@ class Proxy(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), Handler)
         self.upstream = upstream.rstrip("/")
         self.log = log
+        self._local = threading.local()
+
+    def session(self) -> requests.Session:
+        """One upstream Session per handler thread (connections reused)."""
+        if not hasattr(self._local, "session"):
+            self._local.session = requests.Session()
+        return self._local.session
 
 
 def main(argv: list[str]) -> None:

@@ -50,7 +50,9 @@ def servers(tmp_path_factory):
 
 
 def _client(tmp_path, now):
-    settings = Settings(auth_mode="off", feedback_db=f"sqlite:///{tmp_path}/db.sqlite3", fhir_allowlist=("*",))
+    # generous FHIR bounds: these tests compare cards, not timings, on a machine shared with other test runs
+    settings = Settings(auth_mode="off", feedback_db=f"sqlite:///{tmp_path}/db.sqlite3", fhir_allowlist=("*",),
+                        fhir_read_timeout=8.0, fhir_deadline=15.0)
     return create_app(settings, clock=lambda: now).test_client()
 
 
