@@ -2,7 +2,7 @@
 
     hcc-cds serve [--host H] [--port P] [--no-demo-data]
     hcc-cds replay FILE [--hook HOOK] [--now ISO-DATETIME] [--check]
-    hcc-cds record PATIENT-BUNDLE [--hook HOOK] [--draft-orders FILE] [--selection REF ...]
+    hcc-cds record PATIENT-BUNDLE [--hook HOOK] [--draft-orders FILE] [--selection REF ...] [--now ISO]
     hcc-cds feedback-report
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .config import ConfigError, Settings
 from .discovery import PREFETCH, SERVICES
-from .fhirstore import FhirStore
+from .fhirstore import FhirStore, FhirStoreError
 
 HOOK_SERVICE = {service.hook: service.id for service in SERVICES.values()}
 FIXTURE_EXTENSION = "hcc-cds.fixture"
@@ -28,9 +28,30 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 UUID_MASK = "<uuid>"
 
 
+class CliError(Exception):
+    """A problem with the command's input; ``str(exc)`` is the one line printed."""
+
+
 def parse_now(value: str) -> datetime:
-    now = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    """An ISO 8601 date-time (``Z`` allowed; no zone = UTC); CliError when it is not one."""
+    try:
+        now = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError) as exc:
+        raise CliError(f"not an ISO 8601 date-time: {value!r}") from exc
     return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def load_json(path: str | Path) -> dict:
+    """A JSON object from a file, or CliError naming the file and the problem."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: not a JSON object")
+    return data
 
 
 def prefetch_from_store(store: FhirStore, context: dict) -> dict:
@@ -72,9 +93,22 @@ def _referenced_medications(store: FhirStore, resources: list[dict]) -> list[dic
 
 
 def request_from_bundle(bundle: dict, hook: str = "patient-view", draft_orders: dict | None = None,
-                        selections: list[str] | None = None) -> dict:
-    """A complete hook request (full prefetch) for the patient in a fixture Bundle."""
-    store = FhirStore.from_bundles([bundle])
+                        selections: list[str] | None = None, now: str | None = None) -> dict:
+    """A complete hook request (full prefetch) for the patient in a fixture Bundle, evaluated at ``now`` or
+    else at the Bundle's ``timestamp``. Any Bundle type works (collection, transaction as Synthea writes it,
+    searchset); ``urn:uuid`` fullUrls are resolved. CliError when there is no evaluation time or no Patient."""
+    evaluated_at = now or bundle.get("timestamp")
+    if not isinstance(evaluated_at, str) or not evaluated_at:
+        raise CliError("the Bundle has no timestamp: give the evaluation time with --now ISO-DATETIME")
+    parse_now(evaluated_at)
+    try:
+        store = FhirStore.from_bundles([bundle])
+    except FhirStoreError as exc:
+        raise CliError(f"unusable Bundle: {exc}") from exc
+    if not store.patients():
+        raise CliError("the Bundle has no Patient resource")
+    if len(store.patients()) > 1:
+        raise CliError(f"the Bundle has {len(store.patients())} Patients: one patient per Bundle")
     patient = store.patients()[0]
     practitioners = store.search("Practitioner", {})
     encounters = store.search("Encounter", {"patient": [patient["id"]]})
@@ -91,7 +125,7 @@ def request_from_bundle(bundle: dict, hook: str = "patient-view", draft_orders: 
         "hook": hook,
         "context": context,
         "prefetch": prefetch_from_store(store, context),
-        "extension": {FIXTURE_EXTENSION: {"evaluatedAt": bundle["timestamp"]}},
+        "extension": {FIXTURE_EXTENSION: {"evaluatedAt": evaluated_at}},
     }
 
 
@@ -121,11 +155,15 @@ def replay(fixture: Path, hook: str | None = None, now: str | None = None) -> tu
     """Run a fixture through the app in process: (response JSON, hook, HTTP status)."""
     from . import create_app
 
-    data = json.loads(fixture.read_text(encoding="utf-8"))
+    data = load_json(fixture)
     is_bundle = data.get("resourceType") == "Bundle"
-    request = request_from_bundle(data, hook or "patient-view") if is_bundle else data
+    request = request_from_bundle(data, hook or "patient-view", now=now) if is_bundle else data
     hook = request.get("hook", hook or "patient-view")
-    evaluated = now or (request.get("extension") or {}).get(FIXTURE_EXTENSION, {}).get("evaluatedAt")
+    if not isinstance(hook, str) or hook not in HOOK_SERVICE:
+        raise CliError(f"{fixture}: not a patient Bundle or a hook request with a known 'hook'")
+    extension = request.get("extension")
+    recorded = extension.get(FIXTURE_EXTENSION) if isinstance(extension, dict) else None
+    evaluated = now or (recorded.get("evaluatedAt") if isinstance(recorded, dict) else None)
     instant = parse_now(evaluated) if evaluated else datetime.now(UTC)
     settings = dataclasses.replace(Settings.from_env(), auth_mode="off", feedback_db="sqlite://",
                                    demo_data=False)
@@ -136,7 +174,7 @@ def replay(fixture: Path, hook: str | None = None, now: str | None = None) -> tu
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = load_json(path)
     if data.get("resourceType") == "Bundle" and args.hook not in (None, "patient-view"):
         print("order hooks need draft orders: replay a recorded request (hcc-cds record … --draft-orders FILE)",
               file=sys.stderr)
@@ -163,9 +201,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    bundle = json.loads(Path(args.bundle).read_text(encoding="utf-8"))
-    draft = json.loads(Path(args.draft_orders).read_text(encoding="utf-8")) if args.draft_orders else None
-    print(json.dumps(request_from_bundle(bundle, args.hook, draft, args.selection), indent=2, ensure_ascii=False))
+    bundle = load_json(args.bundle)
+    if bundle.get("resourceType") != "Bundle":
+        raise CliError(f"{args.bundle}: not a FHIR Bundle")
+    draft = load_json(args.draft_orders) if args.draft_orders else None
+    request = request_from_bundle(bundle, args.hook, draft, args.selection, now=args.now)
+    print(json.dumps(request, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -247,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--hook", default="patient-view", choices=sorted(HOOK_SERVICE))
     rec.add_argument("--draft-orders", help="a Bundle of draft orders (order-select/order-sign)")
     rec.add_argument("--selection", action="append", help="selected order, e.g. MedicationRequest/1")
+    rec.add_argument("--now", help="evaluation time (ISO 8601); default: the Bundle's timestamp")
     rec.set_defaults(func=_cmd_record)
     pol = commands.add_parser("policy", help="show the site policy in force, or check a policy file")
     pol_actions = pol.add_subparsers(dest="action", required=True)
@@ -261,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CliError as exc:
+        print(f"hcc-cds {args.command}: {exc}", file=sys.stderr)
         return 2
 
 

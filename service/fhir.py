@@ -99,7 +99,32 @@ def substitute(template: str, context: Mapping[str, object]) -> str | None:
         return _encode(value)
 
     result = _TOKEN.sub(replace, template)
-    return None if unresolved or "{{" in result or "}}" in result else result
+    return None if unresolved or "{{" in result or "}}" in result else encode_query(result)
+
+
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+
+
+def encode_query(query: str) -> str:
+    """Percent-encode every search parameter value of ``query`` (``Type?name=value&...``), so that
+    ``code=http://loinc.org|1751-7`` goes out as ``code=http%3A%2F%2Floinc.org%7C1751-7`` and survives proxies
+    that mangle a bare ``|`` (service-contract.md §2; FHIR R4 search §3.1.1.4: values are URL-encoded).
+
+    A raw ``,`` stays the FHIR OR-separator; a ``%2C`` (a comma inside a value) stays encoded. Already-encoded
+    values are decoded first, so encoding twice gives the same string.
+    """
+    path, sep, params = query.partition("?")
+    if not sep:
+        return query
+    encoded = []
+    for pair in params.split("&"):
+        name, eq, value = pair.partition("=")
+        if not eq:
+            encoded.append(pair)
+            continue
+        parts = _UNESCAPED_COMMA.split(value)
+        encoded.append(name + "=" + ",".join(quote(unquote(part), safe="") for part in parts))
+    return path + "?" + "&".join(encoded)
 
 
 # --- allowlist ---------------------------------------------------------------------------------------------
@@ -260,12 +285,61 @@ def _get_json(session: requests.Session, url: str, call: _Call) -> object:
         raise _Failure("not JSON") from exc
 
 
-def _next_link(bundle: dict) -> str | None:
+def next_link(bundle: Mapping) -> str | None:
+    """The ``next`` link URL of a searchset Bundle, or None."""
     links = bundle.get("link")
     for link in links if isinstance(links, list) else ():
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None
+
+
+# --- reading search results ------------------------------------------------------------------------------
+
+_BENIGN_SEVERITIES = {"information", "warning"}
+
+
+class SearchsetError(Exception):
+    """A searchset Bundle that reports a failed search; ``str(exc)`` is the clinician-safe reason."""
+
+
+def is_benign_outcome(resource: Mapping) -> bool:
+    """True for an OperationOutcome whose issues are all ``information`` or ``warning``: a search that ran and
+    found nothing (Epic's "no results", code 4101; FHIR R4 ``bundle-search-warning`` example), not a failure."""
+    issues = resource.get("issue")
+    return (isinstance(issues, list) and bool(issues)
+            and all(isinstance(issue, dict) and isinstance(issue.get("severity"), str)
+                    and issue["severity"] in _BENIGN_SEVERITIES for issue in issues))
+
+
+def read_searchset(bundle: Mapping) -> tuple[list[dict], str | None]:
+    """(resources, next URL) of one searchset page (FHIR R4 §3.1.1.4.10 search modes).
+
+    Entries with search mode ``match``, ``include`` or none are kept. OperationOutcome entries (and any entry
+    of mode ``outcome``) are dropped when all their issues are information or warning; an outcome with an
+    ``error`` or ``fatal`` issue (or none at all) means the search failed and raises :class:`SearchsetError`.
+    """
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise SearchsetError("malformed Bundle")
+    resources = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        search = entry.get("search")
+        mode = search.get("mode") if isinstance(search, dict) else None
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            continue
+        if not isinstance(mode, str | None):
+            mode = None  # a malformed mode is no mode: the entry was returned by the search
+        if resource["resourceType"] == "OperationOutcome":
+            if not is_benign_outcome(resource):
+                raise SearchsetError("server returned OperationOutcome")
+            continue
+        if mode in _KEEP_MODES:
+            resources.append(resource)
+    return resources, next_link(bundle)
 
 
 def _fetch_key(query: str, fhir_server: str, call: _Call) -> list[dict]:
@@ -283,19 +357,11 @@ def _fetch_key(query: str, fhir_server: str, call: _Call) -> list[dict]:
                 raise _Failure("server returned OperationOutcome")
             if data["resourceType"] != "Bundle":
                 return [data]
-            entries = data.get("entry", [])
-            if not isinstance(entries, list):
-                raise _Failure("malformed Bundle")
-            for entry in entries:
-                if not isinstance(entry, dict):
-                    continue
-                search = entry.get("search")
-                mode = search.get("mode") if isinstance(search, dict) else None
-                resource = entry.get("resource")
-                if (mode in _KEEP_MODES and isinstance(resource, dict)
-                        and resource.get("resourceType") != "OperationOutcome"):
-                    resources.append(resource)
-            next_url = _next_link(data)
+            try:
+                page, next_url = read_searchset(data)
+            except SearchsetError as exc:
+                raise _Failure(str(exc)) from exc
+            resources += page
             if next_url is None:
                 return resources
             url = urljoin(url, next_url)

@@ -1,19 +1,26 @@
 """Gather the patient's resources: prefetch first, then the EHR's FHIR server for what is missing.
 
 CDS Hooks 2.0 prefetch semantics (service-contract.md §2, checklist P4–P8): a ``null`` value means "no data";
-an absent key means "fetch it"; an OperationOutcome (or a Bundle with an outcome entry) means "fetch it"; a
-Bundle with a ``next`` link means "fetch the rest". Cards must be identical whichever way the data arrive.
+an absent key means "fetch it"; an OperationOutcome means "fetch it"; a Bundle with a ``next`` link means "fetch
+the rest". An OperationOutcome entry inside a searchset Bundle whose issues are all information or warning
+(Epic's "no results", code 4101) means "no data"; one with an error or fatal issue means "fetch it". Cards must
+be identical whichever way the data arrive. Medications that medication records reference but that neither
+prefetch nor the searches returned are read from ``fhirServer`` (clinical-rules.md §1, Exposure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import re
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from .config import Settings
 from .discovery import PREFETCH
 from .errors import ServiceError
-from .fhir import fetch, is_allowed, substitute
+from .fhir import SearchsetError, fetch, is_allowed, read_searchset, substitute
 
 _DATA_NAMES = {
     "patient": "the Patient record (age, deceased status)",
@@ -21,6 +28,9 @@ _DATA_NAMES = {
     "medicationRequests": "MedicationRequests", "medicationAdministrations": "MedicationAdministrations",
     "adverseEvents": "AdverseEvents", "bodyStructures": "BodyStructures (lesion sites)",
 }
+MEDICATION_RECORD_TYPES = frozenset({"MedicationRequest", "MedicationStatement", "MedicationAdministration"})
+# Medication/{id}, optionally versioned, relative or at the end of an absolute URL (FHIR R4 §2.3.0 references)
+_MEDICATION_REFERENCE = re.compile(r"(?:^|/)Medication/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 @dataclass(frozen=True)
@@ -30,34 +40,29 @@ class Gathered:
     fetched_keys: tuple[str, ...]  # keys read from the FHIR server (for logs)
 
 
-def _bundle_resources(key: str, bundle: Mapping) -> tuple[list[dict], str | None, bool]:
-    """(resources, next URL, had an outcome entry) of a prefetched searchset Bundle."""
-    entries = bundle.get("entry", [])
-    if not isinstance(entries, list):
-        raise ServiceError(400, f"prefetch '{key}': Bundle.entry must be a list")
-    resources, outcome = [], False
-    for entry in entries:
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            continue
-        mode = (entry.get("search") or {}).get("mode") if isinstance(entry.get("search"), dict) else None
-        if resource["resourceType"] == "OperationOutcome" or mode == "outcome":
-            outcome = True
-            continue
-        resources.append(resource)
-    links = bundle.get("link") if isinstance(bundle.get("link"), list) else []
-    next_url = next((link.get("url") for link in links if isinstance(link, dict)
-                     and link.get("relation") == "next" and isinstance(link.get("url"), str)), None)
-    return resources, next_url, outcome
+@dataclass(frozen=True)
+class MedicationFetch:
+    """Medications read from ``fhirServer`` for medication records that reference them, and what failed."""
+
+    medications: list[dict]
+    unavailable: tuple[str, ...]
 
 
-def parse_prefetch(prefetch: object, context: Mapping) -> tuple[list[dict], dict[str, str]]:
-    """Resources present in the prefetch, and key -> query (or next-page URL) still to fetch."""
+@dataclass(frozen=True)
+class Prefetched:
+    resources: list[dict]
+    to_fetch: dict[str, str]  # key -> query (or next-page URL) still to fetch
+    full_urls: frozenset[str]  # Bundle entry fullUrls of the prefetched resources
+
+
+def parse_prefetch(prefetch: object, context: Mapping) -> Prefetched:
+    """Resources present in the prefetch, the keys still to fetch, and the entries' fullUrls."""
     if prefetch is not None and not isinstance(prefetch, dict):
         raise ServiceError(400, "prefetch must be a JSON object")
     prefetch = prefetch or {}
     resources: list[dict] = []
     to_fetch: dict[str, str] = {}
+    full_urls: set[str] = set()
     for key, (template, _required) in PREFETCH.items():
         query = substitute(template, context)
         if key not in prefetch:
@@ -76,39 +81,130 @@ def parse_prefetch(prefetch: object, context: Mapping) -> tuple[list[dict], dict
         if value["resourceType"] != "Bundle":
             resources.append(value)
             continue
-        found, next_url, outcome = _bundle_resources(key, value)
-        if outcome and query:
-            to_fetch[key] = query  # the client's query failed in part: run it again ourselves
+        if not isinstance(value.get("entry", []), list):
+            raise ServiceError(400, f"prefetch '{key}': Bundle.entry must be a list")
+        try:
+            found, next_url = read_searchset(value)
+        except SearchsetError:
+            if query:
+                to_fetch[key] = query  # the client's query failed: run it again ourselves
             continue
         resources += found
+        full_urls.update(entry["fullUrl"] for entry in value.get("entry", ())
+                         if isinstance(entry, dict) and isinstance(entry.get("fullUrl"), str))
         if next_url:
             to_fetch[key] = next_url
-    return resources, to_fetch
+    return Prefetched(resources, to_fetch, frozenset(full_urls))
+
+
+def medication_ids_to_fetch(records: Iterable[Mapping], present: Iterable[Mapping], full_urls: Iterable[str] = (),
+                            fhir_server: str | None = None) -> list[str]:
+    """Ids of the Medications that ``records`` reference and that are neither contained (``#id``), nor among
+    ``present`` (as ``Medication/{id}``), nor a fullUrl of ``full_urls``, in first-reference order.
+
+    Only references that name ``Medication/{id}`` relatively, versioned, or absolutely under ``fhir_server``
+    are fetchable; a ``urn:uuid`` not in the request, or a URL on another server, is left to the core (which
+    names the record it cannot identify) — the access token never goes to another server.
+    """
+    have = {r["id"] for r in present if isinstance(r, Mapping) and r.get("resourceType") == "Medication"
+            and isinstance(r.get("id"), str)}
+    known = set(full_urls)
+    base = fhir_server.rstrip("/") + "/" if isinstance(fhir_server, str) else None
+    wanted: list[str] = []
+    for record in records:
+        rtype = record.get("resourceType") if isinstance(record, Mapping) else None
+        if not isinstance(rtype, str) or rtype not in MEDICATION_RECORD_TYPES:
+            continue
+        reference = record.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, dict) else None
+        if not isinstance(ref, str) or not ref or ref.startswith("#") or ref in known:
+            continue
+        match = _MEDICATION_REFERENCE.search(ref)
+        if match is None or ("://" in ref and (base is None or not ref.startswith(base))):
+            continue
+        if match.group(1) not in have and match.group(1) not in wanted:
+            wanted.append(match.group(1))
+    return wanted
+
+
+def fetch_referenced_medications(
+    resources: list[dict], fhir_server: object, access_token: str | None, settings: Settings, *,
+    full_urls: Iterable[str] = (), extra_records: Iterable[Mapping] = (), deadline: float | None = None,
+) -> MedicationFetch:
+    """Read ``Medication/{id}`` from ``fhir_server`` for every medication record (in ``resources`` or
+    ``extra_records``, e.g. draft orders) whose ``medicationReference`` is not resolvable from the request.
+
+    Optional data: the reads run concurrently under the same bounds as every other fetch (:func:`service.fhir.
+    fetch`), by ``deadline`` (a ``time.monotonic()`` instant) when given; a failure is named in ``unavailable``,
+    never raised. Used by the hooks (:func:`gather`) and reusable by the pathway app.
+    """
+    records = [*resources, *extra_records]
+    ids = medication_ids_to_fetch(records, resources, full_urls,
+                                  fhir_server if isinstance(fhir_server, str) else None)
+    if not ids:
+        return MedicationFetch([], ())
+    what = f"{len(ids)} Medication{'s' if len(ids) > 1 else ''} referenced by medication records could not be read"
+    if not isinstance(fhir_server, str):
+        return MedicationFetch([], (f"{what} (no fhirServer)",))
+    if not is_allowed(fhir_server, settings):
+        return MedicationFetch([], (f"{what} (fhirServer is not on HCC_CDS_FHIR_ALLOWLIST)",))
+    if deadline is not None:
+        settings = dataclasses.replace(settings, fhir_deadline=max(deadline - time.monotonic(), 0.0))
+    queries = {f"medication-{n}": f"Medication/{quote(mid, safe='')}" for n, mid in enumerate(ids)}
+    outcome = fetch(queries, fhir_server, access_token, settings)
+    medications: list[dict] = []
+    reasons: dict[str, int] = {}
+    for key, mid in zip(queries, ids, strict=True):
+        found = [r for r in outcome.resources.get(key, ()) if isinstance(r, dict)
+                 and r.get("resourceType") == "Medication" and r.get("id") == mid]
+        if found:
+            medications.append(found[0])
+            continue
+        reason = outcome.failures.get(key, "not the requested Medication")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    unavailable = tuple(
+        f"{count} Medication{'s' if count > 1 else ''} referenced by medication records could not be read ({reason})"
+        for reason, count in reasons.items())
+    return MedicationFetch(medications, unavailable)
+
+
+def _draft_order_resources(context: Mapping) -> list[Mapping]:
+    bundle = context.get("draftOrders")
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    return [entry["resource"] for entry in entries or () if isinstance(entry, dict)
+            and isinstance(entry.get("resource"), dict)] if isinstance(entries, list) else []
 
 
 def gather(body: Mapping, settings: Settings) -> Gathered:
     """All resources the rules need, or ServiceError(412) when required data cannot be obtained."""
+    deadline = time.monotonic() + settings.fhir_deadline
     context = body["context"]
-    resources, to_fetch = parse_prefetch(body.get("prefetch"), context)
-    if not to_fetch:
-        return Gathered(resources, (), ())
-    required = [key for key in to_fetch if PREFETCH[key][1]]
+    prefetched = parse_prefetch(body.get("prefetch"), context)
+    resources, to_fetch = prefetched.resources, prefetched.to_fetch
     fhir_server = body.get("fhirServer")
+    auth = body.get("fhirAuthorization")
+    token = auth.get("access_token") if isinstance(auth, dict) else None
+    token = token if isinstance(token, str) else None
     failures: dict[str, str] = {}
-    if not isinstance(fhir_server, str):
-        failures = dict.fromkeys(to_fetch, "no prefetch and no fhirServer")
-    elif not is_allowed(fhir_server, settings):
-        failures = dict.fromkeys(to_fetch, "fhirServer is not on HCC_CDS_FHIR_ALLOWLIST")
-    else:
-        auth = body.get("fhirAuthorization")
-        token = auth.get("access_token") if isinstance(auth, dict) else None
-        outcome = fetch(to_fetch, fhir_server, token if isinstance(token, str) else None, settings)
-        for key in to_fetch:
-            resources += outcome.resources.get(key, [])
-        failures = outcome.failures
-    missing_required = [key for key in required if key in failures]
-    if missing_required:
-        reasons = "; ".join(f"{_DATA_NAMES[key]}: {failures[key]}" for key in missing_required)
-        raise ServiceError(412, f"required data could not be obtained from prefetch or fhirServer ({reasons})")
+    fetched: tuple[str, ...] = ()
+    if to_fetch:
+        if not isinstance(fhir_server, str):
+            failures = dict.fromkeys(to_fetch, "no prefetch and no fhirServer")
+        elif not is_allowed(fhir_server, settings):
+            failures = dict.fromkeys(to_fetch, "fhirServer is not on HCC_CDS_FHIR_ALLOWLIST")
+        else:
+            outcome = fetch(to_fetch, fhir_server, token, settings)
+            for key in to_fetch:
+                resources += outcome.resources.get(key, [])
+            failures = outcome.failures
+        required = [key for key in to_fetch if PREFETCH[key][1]]
+        missing_required = [key for key in required if key in failures]
+        if missing_required:
+            reasons = "; ".join(f"{_DATA_NAMES[key]}: {failures[key]}" for key in missing_required)
+            raise ServiceError(412, f"required data could not be obtained from prefetch or fhirServer ({reasons})")
+        fetched = tuple(k for k in to_fetch if k not in failures)
     unavailable = tuple(f"{_DATA_NAMES[key]} could not be read ({reason})" for key, reason in failures.items())
-    return Gathered(resources, unavailable, tuple(k for k in to_fetch if k not in failures))
+    medications = fetch_referenced_medications(resources, fhir_server, token, settings,
+                                               full_urls=prefetched.full_urls,
+                                               extra_records=_draft_order_resources(context), deadline=deadline)
+    return Gathered(resources + medications.medications, unavailable + medications.unavailable, fetched)
