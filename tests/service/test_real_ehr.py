@@ -162,7 +162,6 @@ def test_ici_as_medication_reference_to_a_server_side_medication_gives_the_codea
     assert by_reference == by_code
 
 
-@pytest.mark.xfail(strict=False, reason=CARDS_SIDE)
 def test_epic_medication_reference_gives_the_codeable_concept_cards(servers, tmp_path) -> None:
     ehr, _log, _proxy, _plog = servers
     by_reference, by_code = _reference_vs_codeable_concept("epic-medication-reference", ehr, tmp_path)
@@ -170,7 +169,7 @@ def test_epic_medication_reference_gives_the_codeable_concept_cards(servers, tmp
     assert by_reference == by_code
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=CARDS_SIDE))
+@pytest.mark.parametrize("name", [pytest.param(n)
                                   if n in NEEDS_V2 else n for n in NAMES])
 def test_each_real_ehr_patient_gets_the_second_line_card_after_first_line_ici(name, servers, tmp_path) -> None:
     ehr, _log, _proxy, _plog = servers
@@ -184,7 +183,6 @@ def test_each_real_ehr_patient_gets_the_second_line_card_after_first_line_ici(na
         assert assessment[item]["status"] == "current", item
 
 
-@pytest.mark.xfail(strict=False, reason=CARDS_SIDE)
 def test_mcode_metastases_coded_128462008_take_the_organ_from_body_site(servers, tmp_path) -> None:
     ehr, _log, _proxy, _plog = servers
     _by_prefetch, by_fhir = _prefetch_and_fhir("mcode-style", ehr, tmp_path)
