@@ -17,9 +17,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from demo.fhirstore import FhirStore
+
 from .config import ConfigError, Settings
 from .discovery import PREFETCH, SERVICES
-from .fhirstore import FhirStore
 
 HOOK_SERVICE = {service.hook: service.id for service in SERVICES.values()}
 FIXTURE_EXTENSION = "hcc-cds.fixture"
