@@ -4,16 +4,16 @@ It lists the fixture patients; opening one fires ``patient-view`` at the service
 (``fhirServer`` = the embedded endpoint, no prefetch, so the service reads the chart itself) and shows the
 cards: markdown rendered with marked and sanitised with DOMPurify (both vendored from npm, no CDN),
 suggestions, links; accept/dismiss send CDS Hooks feedback. An order box fires ``order-select`` /
-``order-sign`` for a chosen drug and dose. A card's SMART link gets a launch id from ``POST /demo/launch``
-(patient + the link's ``appContext``) and opens ``{link.url}?iss={base}/fhir&launch={id}`` in the app panel.
+``order-sign`` for a chosen drug and dose. A card's SMART link gets a launch id the way the CDS Hooks sandbox
+gets one (``POST {base}/fhir/_services/smart/Launch`` with the patient and the link's ``appContext``) and opens
+``{link.url}?iss={base}/fhir&launch={id}`` in the app panel.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, render_template
 
 from .fhirstore import FhirStore
-from .smart_auth import LaunchContext, state
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # Drugs for the order box: (name, RxNorm ingredient code, default dose in mg, dose text). Codes as in the fixtures.
@@ -28,7 +28,6 @@ ORDERABLE = (
     ("atezolizumab", "1792776", 1200, "mg IV every 3 weeks"),
     ("bevacizumab", "253337", 1050, "mg IV every 3 weeks"),
 )
-MAX_APP_CONTEXT = 2000
 
 
 def create_blueprint(store: FhirStore) -> Blueprint:
@@ -49,17 +48,5 @@ def create_blueprint(store: FhirStore) -> Blueprint:
         practitioner = next(iter(store.search("Practitioner", {})), None)
         return render_template("demo_ehr.html", patients=patients, orderable=ORDERABLE, rxnorm=RXNORM,
                                practitioner=f"Practitioner/{practitioner['id']}" if practitioner else None)
-
-    @bp.post("/demo/launch")
-    def launch() -> tuple[Response, int] | Response:
-        """A SMART launch id for the chosen patient and the card link's appContext (what an EHR keeps)."""
-        body = request.get_json(silent=True)
-        patient = body.get("patient") if isinstance(body, dict) else None
-        app_context = body.get("appContext") if isinstance(body, dict) else None
-        if not isinstance(patient, str) or store.read("Patient", patient) is None:
-            return jsonify({"error": "patient must be the id of a demo patient"}), 400
-        if app_context is not None and (not isinstance(app_context, str) or len(app_context) > MAX_APP_CONTEXT):
-            return jsonify({"error": f"appContext must be a string of at most {MAX_APP_CONTEXT} characters"}), 400
-        return jsonify({"launch": state(current_app).new_launch(LaunchContext(patient, app_context))})
 
     return bp

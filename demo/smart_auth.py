@@ -8,7 +8,10 @@ public client without a secret): no hand-written token handling. It serves
   ``launch`` id the demo EHR page created (with the card's ``appContext``), a standalone launch with
   ``launch/patient`` shows a patient picker;
 - ``{base}/fhir/auth/token``: the token response carries ``patient`` and, when the launch had one,
-  ``appContext`` (CDS Hooks 2.0: a SMART link's appContext reaches the app in the token response).
+  ``appContext`` (CDS Hooks 2.0: a SMART link's appContext reaches the app in the token response);
+- ``POST {base}/fhir/_services/smart/Launch`` ``{"launchUrl", "parameters": {"patient", "appContext"}}`` →
+  ``{"launch_id"}``: the launch-context call the CDS Hooks sandbox makes for a card's SMART link against a
+  secured FHIR server (its ``launch-context-retrieval.js``); the demo EHR page uses it too.
 
 Only the configured client id (``HCC_CDS_APP_CLIENT_ID``) is registered, with the app's redirect URL on the
 host the request reached (or ``HCC_CDS_APP_REDIRECT_URL``). Tokens live in memory for an hour; ``{base}/fhir``
@@ -37,6 +40,7 @@ from .fhirstore import FhirStore
 TOKEN_LIFETIME = 3600
 CODE_LIFETIME = 120
 LAUNCH_LIFETIME = 600
+MAX_APP_CONTEXT = 2000
 MAX_ENTRIES = 10_000  # per table; the oldest entries go first
 GRANTABLE = ("launch", "launch/patient", "patient/*.read", "patient/*.rs", "user/*.read", "user/*.rs")
 
@@ -298,6 +302,19 @@ def _blueprint(smart: SmartState, prefix: str) -> Blueprint:
         except OAuth2Error as error:
             return server.handle_error_response(None, error)
         return server.create_authorization_response(grant=grant, grant_user=user)
+
+    @bp.post("/_services/smart/Launch")
+    def create_launch() -> tuple[Response, int] | Response:
+        body = request.get_json(silent=True)
+        parameters = body.get("parameters") if isinstance(body, dict) else None
+        patient = parameters.get("patient") if isinstance(parameters, dict) else None
+        app_context = parameters.get("appContext") if isinstance(parameters, dict) else None
+        if not isinstance(patient, str) or smart.store.read("Patient", patient) is None:
+            return jsonify({"error": "parameters.patient must be the id of a patient on this server"}), 400
+        if app_context is not None and (not isinstance(app_context, str) or len(app_context) > MAX_APP_CONTEXT):
+            return jsonify({"error": f"parameters.appContext must be a string of at most {MAX_APP_CONTEXT} "
+                                     "characters"}), 400
+        return jsonify({"launch_id": smart.new_launch(LaunchContext(patient, app_context))})
 
     @bp.post("/auth/token")
     def token() -> Response:

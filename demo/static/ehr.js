@@ -50,14 +50,16 @@
   }
 
   async function launchSmart(link) {
-    const response = await fetch(`${base}/demo/launch`, {
+    const parameters = { patient: patientId };
+    if (link.appContext) parameters.appContext = link.appContext;
+    const response = await fetch(`${fhirBase}/_services/smart/Launch`, {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ patient: patientId, appContext: link.appContext }) });
+      body: JSON.stringify({ launchUrl: link.url, parameters }) });
     const json = await response.json();
     if (!response.ok) { status(`SMART launch failed: ${json.error}`); return; }
     const url = new URL(link.url, base);
     url.searchParams.set("iss", fhirBase);
-    url.searchParams.set("launch", json.launch);
+    url.searchParams.set("launch", json.launch_id);
     document.getElementById("app-panel").hidden = false;
     document.getElementById("app-frame").src = url.toString();
   }

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config import Settings
 from ..errors import ServiceError
 from ..feedback import _records_from_body, store_feedback
+from ..fhir import is_allowed
 from ..gather import gather
 from ..hooks import clock
 from ..logs import log_event
@@ -70,8 +71,17 @@ def _redirect_uri() -> str:
 
 @bp.get("/launch")
 def launch() -> Response:
-    """EHR launch (``iss`` and ``launch``) or standalone launch (``iss`` only)."""
+    """EHR launch (``iss`` and ``launch``) or standalone launch (``iss`` only).
+
+    Demo only: the CDS Hooks sandbox opens a SMART link against an *open* FHIR server without any SMART launch,
+    as ``{url}?fhirServiceUrl=…&patientId=…`` (its card-list ``modifySmartLaunchUrls``); the app then reads
+    that server without a token. Outside the demo that form is refused (an open server the service can reach
+    need not be open to the browser's user).
+    """
     iss, launch_id = request.args.get("iss", "").strip(), request.args.get("launch", "").strip() or None
+    open_server, open_patient = request.args.get("fhirServiceUrl"), request.args.get("patientId")
+    if not iss and open_server and open_patient:
+        return _open_server_launch(open_server, open_patient)
     if not iss:
         if _settings().demo_data:
             iss = request.host_url.rstrip("/") + "/fhir"
@@ -88,6 +98,21 @@ def launch() -> Response:
     response = redirect(url, code=302)
     set_cookie(response, request, session)
     log_event("app-launch", kind="ehr" if launch_id else "standalone")
+    return response
+
+
+def _open_server_launch(fhir_server: str, patient: str) -> Response:
+    if not _settings().demo_data:
+        return _error("this link needs a SMART launch (iss and launch): the sandbox sends those when its FHIR "
+                      "server is secured")
+    if not is_allowed(fhir_server, _settings()):
+        return _error("this FHIR server (fhirServiceUrl) is not on HCC_CDS_FHIR_ALLOWLIST")
+    session = _sessions.get_or_create(request)
+    session.iss, session.patient, session.open_server, session.access_token, session.card = (
+        fhir_server, patient, True, None, None)
+    response = redirect("/app/", code=303)
+    set_cookie(response, request, session)
+    log_event("app-launch", kind="open-server")
     return response
 
 
@@ -113,7 +138,7 @@ def callback() -> Response:
     lifetime = token.get("expires_in")
     session.access_token = token["access_token"]
     session.token_expires = time.monotonic() + (float(lifetime) if isinstance(lifetime, int | float) else 3600)
-    session.iss, session.patient = pending.iss, token["patient"]
+    session.iss, session.patient, session.open_server = pending.iss, token["patient"], False
     session.card = smart.card_from_app_context(token.get("appContext"))
     log_event("app-authorized", with_card=session.card is not None)
     return redirect("/app/", code=303)  # the code leaves the address bar; the token never enters it
@@ -125,8 +150,9 @@ def page() -> Response:
     if session is None or not session.authorized():
         return _page("app_start.html", demo=_settings().demo_data)
     settings = _settings()
-    body = {"context": {"patientId": session.patient}, "fhirServer": session.iss,
-            "fhirAuthorization": {"access_token": session.access_token, "token_type": "Bearer"}}
+    body: dict = {"context": {"patientId": session.patient}, "fhirServer": session.iss}
+    if session.access_token:
+        body["fhirAuthorization"] = {"access_token": session.access_token, "token_type": "Bearer"}
     try:
         gathered = gather(body, settings)
     except ServiceError as exc:

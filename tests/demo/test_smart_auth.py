@@ -41,9 +41,10 @@ def authorize(client: FlaskClient, verifier: str | None, **extra: str):  # type:
 
 
 def new_launch(client: FlaskClient, app_context: str | None = '{"cardUuid": "card-1"}') -> str:
-    response = client.post("/demo/launch", json={"patient": PATIENT, "appContext": app_context})
+    parameters = {"patient": PATIENT, **({"appContext": app_context} if app_context is not None else {})}
+    response = client.post("/fhir/_services/smart/Launch", json={"launchUrl": "x", "parameters": parameters})
     assert response.status_code == 200
-    return response.get_json()["launch"]
+    return response.get_json()["launch_id"]
 
 
 def test_well_known_smart_configuration_names_endpoints_and_s256(client: FlaskClient) -> None:
@@ -121,9 +122,11 @@ def test_fhir_endpoint_is_open_without_token_and_checks_a_token_when_sent(client
     assert client.get("/fhir/Patient", headers={"Authorization": "Basic abc"}).status_code == 401
 
 
-def test_demo_launch_needs_a_known_patient(client: FlaskClient) -> None:
-    assert client.post("/demo/launch", json={"patient": "nobody"}).status_code == 400
-    assert client.post("/demo/launch", json={"patient": PATIENT, "appContext": 5}).status_code == 400
+def test_launch_context_needs_a_known_patient(client: FlaskClient) -> None:
+    url = "/fhir/_services/smart/Launch"
+    assert client.post(url, json={"parameters": {"patient": "nobody"}}).status_code == 400
+    assert client.post(url, json={"parameters": {"patient": PATIENT, "appContext": 5}}).status_code == 400
+    assert client.post(url, data="not json").status_code == 400
     assert state(client.application).launches.get(new_launch(client, None)).app_context is None
 
 

@@ -172,7 +172,8 @@ def run_in_process(tmp: Path) -> Iterator[InProcessService]:
     from service import create_app
     from service.config import Settings
 
-    env = {"HCC_CDS_FEEDBACK_DB": f"sqlite:///{tmp / 'db.sqlite3'}", "HCC_CDS_LOG_LEVEL": "DEBUG"}
+    env = {"HCC_CDS_FEEDBACK_DB": f"sqlite:///{tmp / 'db.sqlite3'}", "HCC_CDS_LOG_LEVEL": "DEBUG",
+           "HCC_CDS_APP_FRAME_ANCESTORS": "'self' http://localhost:*"}  # a cross-site "EHR" for the iframe test
     app = create_app(Settings.from_env(env, demo=True))
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, InProcessService, run_in_process
+from browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, InProcessService, run_in_process, static_server
 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
@@ -208,3 +208,18 @@ def test_token_never_reaches_urls_pages_or_storage(browser, service: InProcessSe
         assert not any(token in text for text in html + storage)
         assert token not in cookies
         assert token not in service.log_text()
+
+
+def test_app_works_in_a_cross_site_ehr_iframe(browser, service: InProcessService, tmp_path: Path) -> None:
+    """The EHR page on http://localhost:P2 frames the app on http://127.0.0.1:P1 (another site): the session
+    cookie must survive the authorization round trip inside the iframe."""
+    launch = f"{service.base}/app/launch?iss={service.base}/fhir"
+    (tmp_path / "ehr.html").write_text(f'<!doctype html><title>EHR</title><iframe id="app" src="{launch}" '
+                                       'style="width:1200px;height:800px"></iframe>', encoding="utf-8")
+    with static_server(tmp_path) as origin:
+        page = browser.new_page()
+        page.goto(origin.replace("127.0.0.1", "localhost") + "/ehr.html")
+        frame = page.frame_locator("#app")
+        frame.locator(f"button[data-patient='{PATIENT}']").click()
+        frame.locator("#pathway").wait_for()
+        assert frame.locator("li.node[data-node='scope']").get_attribute("data-state") == "taken"
