@@ -168,7 +168,7 @@ def pathway(ext: dict, current_days: int) -> list[Node]:
                    "new-vascular-invasion": "new vascular invasion: SBRT with systemic therapy",
                    "systemic": "systemic: no local therapy; systemic options"}.get(pattern, pattern)
         nodes.append(Node("pattern", "Progression pattern", "Oligoprogression, new vascular invasion or systemic?",
-                          value, outcome, "taken" if fired & {"R5", "R6", "R7"} else "passed"))
+                          value, outcome, "taken"))  # a decided pattern always shapes the plan (local or not)
 
     afp = a.get("afp") or {}
     if "R7" in fired:
@@ -209,9 +209,10 @@ def timeline(ext: dict) -> list[dict]:
     events: list[dict] = []
     history = a.get("treatmentHistory") or ([dict(a["firstLine"], line=1)] if a.get("firstLine") else [])
     for course in history:
-        drugs = ", ".join(course.get("drugs") or []) or course.get("regimen") or "?"
+        drugs = ", ".join(course.get("drugs") or [])
+        detail = " ".join(part for part in (course.get("regimen") or "", f"({drugs})" if drugs else "") if part)
         events.append({"date": course.get("start") or "", "what": f"Line {course.get('line', 1)} started",
-                       "detail": f"{course.get('regimen') or ''} ({drugs})".strip()})
+                       "detail": detail or "drugs not recorded"})
         if course.get("end") or course.get("stopReason"):
             events.append({"date": course.get("end") or "", "what": f"Line {course.get('line', 1)} stopped",
                            "detail": course.get("stopReason") or "reason not recorded"})

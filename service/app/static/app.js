@@ -78,9 +78,10 @@
 
   const s = view.series;
   const albiValues = s.albi.map((p) => p.score);
+  const nice = (value, step) => Math.ceil(value / step) * step;
   draw("chart-albi", s.albi, (p) => p.score, {
-    unit: "ALBI score", reverse: true,
-    min: Math.min(-3.4, ...albiValues) - 0.1, max: Math.max(-0.8, ...albiValues) + 0.1,
+    unit: "ALBI score", reverse: true, ticks: { stepSize: 0.5 },
+    min: -nice(-Math.min(-3.0, ...albiValues) + 0.1, 0.5), max: nice(Math.max(-1.0, ...albiValues) + 0.1, 0.5),
     bands: [{ from: -10, to: -2.60, color: "rgba(46, 160, 67, .12)", label: "grade 1" },
             { from: -2.60, to: -1.39, color: "rgba(224, 168, 0, .13)", label: "grade 2" },
             { from: -1.39, to: 10, color: "rgba(192, 57, 43, .13)", label: "grade 3" }],
@@ -90,10 +91,10 @@
     ticks: { stepSize: 1 }, bands: [{ from: 2, to: 5, color: "rgba(192, 57, 43, .10)", label: "ECOG ≥ 2" }],
     tip: (p) => `ECOG ${p.value} (${p.source})` });
   draw("chart-afp", s.afp, (p) => p.value, { unit: "ng/mL", min: 0,
-    max: Math.max(500, ...s.afp.map((p) => p.value)) * 1.1, hlines: [{ value: 400, color: "#c0392b" }],
+    max: nice(Math.max(500, ...s.afp.map((p) => p.value)) * 1.1, 100), hlines: [{ value: 400, color: "#c0392b" }],
     tip: (p) => `AFP ${p.value} ng/mL` });
   draw("chart-lesions", s.lesion_sum, (p) => p.mm, { unit: "mm", min: 0,
-    max: Math.max(...s.lesion_sum.map((p) => p.mm)) * 1.2 || 10,
+    max: nice(Math.max(...s.lesion_sum.map((p) => p.mm)) * 1.15, 10) || 10,
     tip: (p) => `${p.mm} mm over ${p.lesions} lesion${p.lesions === 1 ? "" : "s"}` });
 
   async function send(article, outcome) {
