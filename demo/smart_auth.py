@@ -214,14 +214,33 @@ def state(app: Flask) -> SmartState:
     return app.extensions["hcc_cds_demo_smart"]
 
 
+#: Types outside the patient compartment that a patient-scoped token may still read (drug definitions, the
+#: metadata endpoint, the practitioner banner).
+_SHARED_TYPES = frozenset({"metadata", "Medication", "Practitioner", "Organization"})
+
+
 def token_check(token: str) -> str | None:
-    """For the FHIR endpoint: None when ``token`` is a live token of this server, else why not."""
+    """For the FHIR endpoint: None when ``token`` is a live token of this server allowed to make this request,
+    else why not. A ``patient/`` token reads only its patient's compartment: ``Patient/{id}`` itself and
+    searches whose ``patient``/``subject``/``_id`` names that patient."""
     granted = state(current_app).tokens.get(token)
     if granted is None:
         return "unknown or expired access token"
-    if not any(s.startswith(("patient/", "user/")) for s in granted["scope"].split()):
+    scopes = granted["scope"].split()
+    if not any(s.startswith(("patient/", "user/")) for s in scopes):
         return "the token grants no FHIR read scope"
-    return None
+    patient = granted.get("patient")
+    if any(s.startswith("user/") for s in scopes) or patient is None:
+        return None
+    parts = [p for p in request.path.split("/") if p][1:]  # after the FHIR prefix
+    if not parts or parts[0] in _SHARED_TYPES:
+        return None
+    if parts[0] == "Patient" and len(parts) == 2:
+        return None if parts[1] == patient else "the token is for another patient"
+    named = [v for key in ("patient", "subject", "_id") for v in request.values.getlist(key)]
+    if named and all(v.split("/")[-1] == patient for v in named):
+        return None
+    return "a patient-scoped token reads only its patient's data (search by patient or subject)"
 
 
 def smart_configuration(fhir_base: str) -> dict[str, Any]:
@@ -249,7 +268,9 @@ def init_app(app: Flask, store: FhirStore, client_id: str, redirect_url: str | N
         return smart.client if wanted == smart.client.client_id else None
 
     def save_token(token: dict[str, Any], req: Any) -> None:
-        smart.tokens.put(token["access_token"], {"scope": token.get("scope", ""), "client": client_id})
+        context: LaunchContext | None = req.user.context if req.user is not None else None
+        smart.tokens.put(token["access_token"], {"scope": token.get("scope", ""), "client": client_id,
+                                                 "patient": context.patient if context else None})
 
     server = AuthorizationServer(app, query_client=query_client, save_token=save_token)
     server.register_grant(_CodeGrant, [_S256Required(required=True)])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,12 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..config import Settings
 from ..errors import ServiceError
 from ..feedback import _records_from_body, store_feedback
-from ..fhir import is_allowed
+from ..fhir import fetch, is_allowed
 from ..gather import gather
 from ..hooks import clock
 from ..logs import log_event
 from . import pathway, series, smart
-from .sessions import Pending, SessionStore, set_cookie
+from .sessions import Pending, Session, SessionStore, set_cookie
 
 SERVICE_ID = "hcc-second-line-patient-view"
 DECLINE_SYSTEM = "urn:hcc-cds:pathway-app:decline-reason"
@@ -159,6 +160,7 @@ def page() -> Response:
         return _error(exc.message, exc.status)
     result = series.run_core(gathered.resources, clock(), str(session.patient), current_days=settings.current_days,
                              unavailable=gathered.unavailable)
+    banner = _banner(gathered.resources, session, settings)
     ext = ((result.second_line or {}).get("extension") or {}).get(series.EXTENSION) or {}
     items, orders = pathway.quality_items(result.quality)
     a = ext.get("assessment") or {}
@@ -175,7 +177,22 @@ def page() -> Response:
                  quality=items, orders=orders, policy=result.policy, policy_ref=ext.get("policy"),
                  citation=result.citation, card=session.card, series=result.series,
                  reasons=pathway.DECLINE_REASONS, view=view,
-                 evaluated=clock().date().isoformat())
+                 evaluated=clock().date().isoformat(), banner=banner)
+
+
+def _banner(resources: list[dict], session: Session, settings: Settings) -> dict:
+    """Name, sex and birth date for the patient banner (SMART ``need_patient_banner``), read with the same
+    bounded client; shown, never stored. Falls back to the id when the Patient cannot be read."""
+    patient = next((r for r in resources if r.get("resourceType") == "Patient" and r.get("id") == session.patient),
+                   None)
+    if patient is None and session.iss:
+        fetched = fetch({"patient": f"Patient/{quote(str(session.patient), safe='')}"}, session.iss,
+                        session.access_token, settings)
+        patient = next(iter(fetched.resources.get("patient", [])), None)
+    name = ((patient or {}).get("name") or [{}])[0] if isinstance((patient or {}).get("name"), list) else {}
+    shown = " ".join([*name.get("given", []), name.get("family", "")]).strip() if isinstance(name, dict) else ""
+    return {"name": shown or str(session.patient), "gender": (patient or {}).get("gender", ""),
+            "birthDate": (patient or {}).get("birthDate", "")}
 
 
 @bp.post("/feedback")

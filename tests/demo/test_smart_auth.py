@@ -135,3 +135,21 @@ def test_plain_pkce_is_refused(client: FlaskClient) -> None:
     response = authorize(client, None, launch=new_launch(client), code_challenge=verifier,
                          code_challenge_method="plain")
     assert parse_qs(urlsplit(response.headers["Location"]).query)["error"] == ["invalid_request"]
+
+
+def issue_token(client: FlaskClient) -> str:
+    verifier = secrets.token_urlsafe(48)
+    code = parse_qs(urlsplit(authorize(client, verifier, launch=new_launch(client)).headers["Location"]).query)
+    return client.post("/fhir/auth/token", data={
+        "grant_type": "authorization_code", "code": code["code"][0], "redirect_uri": REDIRECT,
+        "client_id": "hcc-cds-pathway-app", "code_verifier": verifier}).get_json()["access_token"]
+
+
+def test_patient_token_reads_only_its_patient(client: FlaskClient) -> None:
+    auth = {"Authorization": f"Bearer {issue_token(client)}"}
+    assert client.get(f"/fhir/Observation?patient={PATIENT}", headers=auth).status_code == 200
+    assert client.get(f"/fhir/AdverseEvent?subject=Patient/{PATIENT}", headers=auth).status_code == 200
+    assert client.get("/fhir/metadata", headers=auth).status_code == 200
+    assert client.get("/fhir/Patient/missing-labs-patient", headers=auth).status_code == 401
+    assert client.get("/fhir/Observation?patient=missing-labs-patient", headers=auth).status_code == 401
+    assert client.get("/fhir/Observation", headers=auth).status_code == 401  # everyone's data
