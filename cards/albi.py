@@ -47,6 +47,8 @@ class AlbiPoint:
     date: date
     score: float
     grade: int
+    bilirubin_umol_per_l: float | None = None
+    albumin_g_per_l: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,14 @@ def assess_albi(record: PatientRecord, now: date | datetime, current_days: int) 
     )
 
 
-TREND_POINTS = 6  # the latest pairs shown; older history is not parsed (performance with long records)
+CARD_TREND_POINTS = 2  # the card shows the last two pairs; the app shows every pair (clinical-rules.md §2)
 
 
-def _trend(record: PatientRecord) -> tuple[AlbiPoint, ...]:
-    """ALBI on the latest dates with both a usable albumin and bilirubin, newest first (empty if only one).
+def albi_history(record: PatientRecord, limit: int | None = None) -> tuple[AlbiPoint, ...]:
+    """ALBI on every date with both a usable albumin and bilirubin, newest first (at most ``limit`` points).
 
-    Candidate days come from the (unvalidated) index; only the Observations on the days examined are validated.
+    Candidate days come from the (unvalidated) index; only the Observations on the days examined are validated,
+    so a card that needs the last two pairs never parses a long history.
     """
     def by_day(codes: frozenset[str]) -> dict[date, list[dict]]:
         days: dict[date, list[dict]] = {}
@@ -117,7 +120,13 @@ def _trend(record: PatientRecord) -> tuple[AlbiPoint, ...]:
         bili = usable(bilirubin[day], t.BILIRUBIN_TO_UMOL_L, BILIRUBIN_PLAUSIBLE_UMOL_L)
         if alb is not None and bili is not None:
             score = albi_score(bili, alb)
-            points.append(AlbiPoint(day, score, albi_grade(score)))
-            if len(points) == TREND_POINTS:
+            points.append(AlbiPoint(day, score, albi_grade(score), bili, alb))
+            if limit is not None and len(points) == limit:
                 break
-    return tuple(points) if len(points) > 1 else ()
+    return tuple(points)
+
+
+def _trend(record: PatientRecord) -> tuple[AlbiPoint, ...]:
+    """The last two pairs, newest first (empty with fewer than two)."""
+    points = albi_history(record, CARD_TREND_POINTS)
+    return points if len(points) > 1 else ()

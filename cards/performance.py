@@ -52,7 +52,7 @@ def _coded(obs: dict, answers: dict[str, int]) -> int | None:
     return None
 
 
-def _score_value(obs: dict, answers: dict[str, int]) -> int | float | None:
+def score_value(obs: dict, answers: dict[str, int]) -> int | float | None:
     """The score from valueInteger, valueQuantity, or a coded answer in the value or interpretation."""
     value = obs.get("valueInteger")
     if isinstance(value, int) and not isinstance(value, bool):
@@ -79,7 +79,7 @@ def _readings(record: PatientRecord, now: date | datetime, current_days: int,
         instant = observation_instant(obs)
         if chosen_at is not None and instant != chosen_at:
             break
-        value = _score_value(obs, answers)
+        value = score_value(obs, answers)
         if instant is None:
             problems.append(Problem("ecog", "undated", f"{name} result has no date: not used"))
             continue

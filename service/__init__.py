@@ -37,10 +37,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.register_blueprint(health.bp)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(feedback.bp)
-    if settings.demo_data:
-        from . import demo_fhir
+    from .app import bp as pathway_app
 
-        app.register_blueprint(demo_fhir.create_blueprint(settings.fixtures_dir))
+    app.register_blueprint(pathway_app)
+    if settings.demo_data:
+        import demo
+
+        demo.init_app(app, settings)
     cors.init_app(app)
     _warn_about_settings(settings)
     return app

@@ -18,9 +18,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from demo.fhirstore import FhirStore, FhirStoreError
+
 from .config import ConfigError, Settings
 from .discovery import PREFETCH, SERVICES
-from .fhirstore import FhirStore, FhirStoreError
 
 HOOK_SERVICE = {service.hook: service.id for service in SERVICES.values()}
 FIXTURE_EXTENSION = "hcc-cds.fixture"
@@ -226,7 +227,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
               "allowlist: anyone who can reach this port can make the service call URLs; use gunicorn with "
               "production settings for anything but a local demo", file=sys.stderr)
     print(f"hcc-second-line-cds on http://{host}:{port}/cds-services"
-          + (f" — demo FHIR server at http://{host}:{port}/fhir" if settings.demo_data else ""), flush=True)
+          + (f" — demo FHIR server at http://{host}:{port}/fhir — open http://{host}:{port}/"
+             if settings.demo_data else ""), flush=True)
     run_simple(host, port, app, threaded=True, use_reloader=False)
     return 0
 

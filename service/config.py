@@ -18,6 +18,8 @@ from cards.policy import Policy, PolicyError, default_policy, load_policy
 PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_JWKS_FILE = PACKAGE_DATA / "sandbox-cds-hooks-org-jwks.json"
+# The SMART launcher and the CDS Hooks sandbox show apps in an iframe of their own origin.
+DEMO_FRAME_ANCESTORS = "'self' https://launch.smarthealthit.org https://sandbox.cds-hooks.org"
 DEFAULT_FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "patients"
 
 
@@ -59,6 +61,9 @@ class Settings:
     fhir_max_pages: int = 50
     jwt_leeway: int = 30
     log_level: str = "INFO"
+    app_client_id: str = "hcc-cds-pathway-app"  # the pathway app's SMART client id (contract §10)
+    app_redirect_url: str | None = None  # unset: {the URL the launch reached}/app/callback
+    app_frame_ancestors: str = "'self'"  # CSP frame-ancestors of the app pages (EHR iframes)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, demo: bool = False) -> Settings:
@@ -70,6 +75,7 @@ class Settings:
                 "trusted_issuers": {SANDBOX_ISSUER: str(SANDBOX_JWKS_FILE)},
                 "fhir_allowlist": ("*",),
                 "demo_data": True,
+                "app_frame_ancestors": DEMO_FRAME_ANCESTORS,
             }
 
         def get(name: str, default: object) -> object:
@@ -111,6 +117,9 @@ class Settings:
                 fhir_max_pages=int(get("FHIR_MAX_PAGES", 50)),
                 log_level=str(get("LOG_LEVEL", "INFO")).upper(),
                 jwt_leeway=int(get("JWT_LEEWAY", 30)),
+                app_client_id=str(get("APP_CLIENT_ID", "hcc-cds-pathway-app")).strip() or "hcc-cds-pathway-app",
+                app_redirect_url=(str(get("APP_REDIRECT_URL", "")).strip() or None),
+                app_frame_ancestors=str(get("APP_FRAME_ANCESTORS", defaults.get("app_frame_ancestors", "'self'"))),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):

@@ -141,3 +141,50 @@ def static_server(directory: Path = E2E_DIR) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@dataclass
+class InProcessService:
+    """The demo service on a real HTTP server thread of this process (tokens and the database readable)."""
+
+    base: str
+    app: object
+    log_stream: object
+
+    def db(self):  # type: ignore[no-untyped-def]
+        return self.app.extensions["hcc_cds_db"]()  # type: ignore[attr-defined]
+
+    def issued_tokens(self) -> list[str]:
+        return list(self.app.extensions["hcc_cds_demo_smart"].tokens.items)  # type: ignore[attr-defined]
+
+    def log_text(self) -> str:
+        return self.log_stream.getvalue()  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def run_in_process(tmp: Path) -> Iterator[InProcessService]:
+    """``hcc-cds serve``'s app (demo defaults: auth optional, embedded FHIR + SMART server, demo page)."""
+    import io
+    import logging
+
+    from werkzeug.serving import make_server
+
+    from service import create_app
+    from service.config import Settings
+
+    env = {"HCC_CDS_FEEDBACK_DB": f"sqlite:///{tmp / 'db.sqlite3'}", "HCC_CDS_LOG_LEVEL": "DEBUG",
+           "HCC_CDS_APP_FRAME_ANCESTORS": "'self' http://localhost:*"}  # a cross-site "EHR" for the iframe test
+    app = create_app(Settings.from_env(env, demo=True))
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield InProcessService(f"http://127.0.0.1:{server.server_port}", app, stream)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        logging.getLogger().removeHandler(handler)

@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask, request
 from werkzeug.serving import run_simple
 
-from service.demo_fhir import create_blueprint
+from demo.fhir_endpoint import create_blueprint
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,8 @@ Search is strict, never silently wrong: an unknown parameter, a modifier (``code
 (``subject.name``) or an empty value raises :class:`SearchError` (the endpoint answers 400). Result
 parameters (``_count``, ``_offset``, ``_summary``, ``_format``, ``_pretty``, ``_sort``, ``_elements``,
 ``_total``) do not change which resources match; :meth:`FhirStore.search` accepts and ignores them, and the
-endpoint applies them. ``_sort`` and ``_elements`` are not implemented (results come in load order, whole).
+endpoint applies them. ``_sort`` is applied by :func:`sort_resources` for the keys in :data:`SORT_KEYS`
+(others raise :class:`SearchError`); ``_elements`` is not implemented (resources come whole).
 
 Date shifting: with ``shift_to``, every date/dateTime/instant in a Bundle's resources moves by the whole
 number of days between the Bundle's ``timestamp`` date and ``shift_to``, so the demo patients stay
@@ -31,7 +32,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,7 @@ __all__ = [
     "SearchError",
     "SearchParam",
     "shift_date_string",
+    "sort_resources",
 ]
 
 
@@ -169,6 +171,18 @@ _FALLBACK_PARAMS: dict[str, SearchParam] = _params(
 #: Result parameters: accepted by :meth:`FhirStore.search`, applied (or ignored) by the endpoint.
 RESULT_PARAMS = frozenset({"_count", "_offset", "_summary", "_format", "_pretty", "_sort", "_elements",
                            "_total"})
+
+#: ``_sort`` keys by resource type: element paths of date values, tried in order (FHIR R4 search parameters).
+_COMMON_SORT = {"_id": ("id",), "_lastUpdated": ("meta.lastUpdated",)}
+SORT_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "Observation": {"date": ("effectiveDateTime", "effectivePeriod.start", "effectiveInstant", "issued")},
+    "Condition": {"onset-date": ("onsetDateTime", "onsetPeriod.start"), "recorded-date": ("recordedDate",)},
+    "MedicationStatement": {"effective": ("effectiveDateTime", "effectivePeriod.start")},
+    "MedicationRequest": {"authoredon": ("authoredOn",)},
+    "MedicationAdministration": {"effective-time": ("effectiveDateTime", "effectivePeriod.start")},
+    "AdverseEvent": {"date": ("date",)},
+    "Patient": {"birthdate": ("birthDate",)},
+}
 
 _RESOURCE_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -605,6 +619,53 @@ class FhirStore:
         return lambda resource: any(
             _fold(text).startswith(prefix) or any(_fold(word).startswith(prefix) for word in text.split())
             for path in param.paths for value in _element_values(resource, path) for text in _strings(value))
+
+
+def _sort_value(resource: Mapping[str, Any], paths: tuple[str, ...]) -> str | None:
+    """The first value found along ``paths``, normalised so that strings compare in time order (UTC)."""
+    for path in paths:
+        for value in _element_values(resource, path):
+            if isinstance(value, str) and value:
+                return _sortable(value)
+    return None
+
+
+def _sortable(value: str) -> str:
+    """A dateTime as a UTC ISO string (date-only: start of day); ids and other strings unchanged."""
+    if _DATE_VALUE_RE.match(value) is None:
+        return value
+    text = value.replace("Z", "+00:00") + {4: "-01-01", 7: "-01"}.get(len(value), "")  # YYYY, YYYY-MM
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def sort_resources(resources: list[dict[str, Any]], resource_type: str, sort: str) -> list[dict[str, Any]]:
+    """``resources`` ordered by a FHIR ``_sort`` value (``date``, ``-date``, ``_id,-_lastUpdated`` …).
+
+    Resources without a value for a key come after those with one, whatever the direction; ties keep
+    load order. An unsupported key raises :class:`SearchError`.
+    """
+    keys = [part.strip() for part in sort.split(",")]
+    supported = {**_COMMON_SORT, **SORT_KEYS.get(resource_type, {})}
+    if not keys or any(not key for key in keys):
+        raise SearchError("_sort has an empty key")
+    ordered = list(resources)
+    for key in reversed(keys):  # stable sorts, last key first
+        descending = key.startswith("-")
+        paths = supported.get(key.lstrip("-"))
+        if paths is None:
+            raise SearchError(f"_sort key {key.lstrip('-')!r} is not supported for {resource_type} "
+                              f"(supported: {', '.join(sorted(supported))})")
+        present = [r for r in ordered if _sort_value(r, paths) is not None]
+        absent = [r for r in ordered if _sort_value(r, paths) is None]
+        present.sort(key=lambda r, p=paths: _sort_value(r, p) or "", reverse=descending)
+        ordered = present + absent
+    return ordered
 
 
 def patient_has_given_name(patient: Mapping[str, Any]) -> bool:

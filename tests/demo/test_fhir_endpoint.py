@@ -16,8 +16,8 @@ from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.demo_fhir import create_blueprint
-from service.fhirstore import FhirStore, patient_has_given_name
+from demo.fhir_endpoint import create_blueprint
+from demo.fhirstore import FhirStore, patient_has_given_name
 
 LOINC = "http://loinc.org"
 ALBUMIN, BILIRUBIN = "1751-7", "1975-2"
@@ -301,8 +301,12 @@ def test_bundled_fixture_patients_load_and_suit_the_smart_launcher() -> None:
 
 @pytest.fixture
 def live_base(fixtures_dir: Path) -> Iterator[str]:
+    import logging
+
     from werkzeug.serving import make_server
 
+    # As service.logs does for ``hcc-cds serve``: no request lines (they carry patient ids in query strings).
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server("127.0.0.1", 0, make_app(fixtures_dir), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -341,7 +345,7 @@ def test_post_search_without_content_type_reads_the_body_as_a_form(tmp_path) -> 
     """Never wrong data: a form body without Content-Type must not be ignored (which would list everyone)."""
     from flask import Flask
 
-    from service.demo_fhir import create_blueprint
+    from demo.fhir_endpoint import create_blueprint
 
     app = Flask("demo-no-content-type")
     app.register_blueprint(create_blueprint(FIXTURES, shift_to=None))
@@ -351,3 +355,30 @@ def test_post_search_without_content_type_reads_the_body_as_a_form(tmp_path) -> 
                        headers={"Content-Type": ""})
     assert post.status_code == 200
     assert post.get_json()["total"] == get_total > 0
+
+
+def test_sort_by_date_ascending_and_descending(client: FlaskClient) -> None:
+    def dates(query: str) -> list[str]:
+        bundle = client.get(f"/fhir/Observation?patient=p1&_sort={query}").get_json()
+        return [e["resource"]["effectiveDateTime"] for e in bundle["entry"]]
+
+    ascending, descending = dates("date"), dates("-date")
+    assert ascending == sorted(ascending) and descending == sorted(descending, reverse=True)
+    assert ascending != descending
+
+
+def test_sort_key_that_cannot_be_applied_is_400_under_strict_handling(client: FlaskClient) -> None:
+    strict = client.get("/fhir/Observation?patient=p1&_sort=value-quantity", headers={"Prefer": "handling=strict"})
+    assert strict.status_code == 400
+    assert "value-quantity" in strict.get_json()["issue"][0]["diagnostics"]
+
+
+def test_sort_key_that_cannot_be_applied_is_left_out_of_the_self_link_when_lenient(client: FlaskClient) -> None:
+    lenient = client.get("/fhir/Observation?patient=p1&_sort=value-quantity").get_json()
+    self_link = next(link["url"] for link in lenient["link"] if link["relation"] == "self")
+    assert "_sort" not in self_link
+
+
+def test_applied_sort_stays_in_the_paging_links(client: FlaskClient) -> None:
+    bundle = client.get("/fhir/Observation?patient=p1&_sort=-date&_count=2").get_json()
+    assert all("_sort=-date" in link["url"] for link in bundle["link"])

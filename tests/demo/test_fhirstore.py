@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from service.fhirstore import FhirStore, FhirStoreError, SearchError, shift_date_string
+from demo.fhirstore import FhirStore, FhirStoreError, SearchError, shift_date_string
 
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -330,3 +330,33 @@ def test_shifting_needs_a_bundle_timestamp() -> None:
     FhirStore.from_bundles([source])  # fine without shifting
     with pytest.raises(FhirStoreError, match=r"needs Bundle\.timestamp"):
         FhirStore.from_bundles([source], shift_to=date(2026, 1, 1))
+
+
+def _obs(oid: str, when: str | None) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": "Observation", "id": oid}
+    if when is not None:
+        resource["effectiveDateTime"] = when
+    return resource
+
+
+def test_sort_resources_compares_instants_across_zones_and_precisions() -> None:
+    from demo.fhirstore import sort_resources
+
+    resources = [_obs("late", "2026-03-02T01:00:00+02:00"), _obs("none", None), _obs("day", "2026-03-01"),
+                 _obs("utc", "2026-03-01T23:30:00Z"), _obs("month", "2026-02")]
+    ascending = [r["id"] for r in sort_resources(resources, "Observation", "date")]
+    # 01:00+02:00 on 2 March is 23:00Z on 1 March, before 23:30Z; no date sorts last either way.
+    assert ascending == ["month", "day", "late", "utc", "none"]
+    descending = [r["id"] for r in sort_resources(resources, "Observation", "-date")]
+    assert descending == ["utc", "late", "day", "month", "none"]
+
+
+def test_sort_resources_by_several_keys_and_unknown_key() -> None:
+    from demo.fhirstore import sort_resources
+
+    resources = [_obs("b", "2026-01-01"), _obs("a", "2026-01-01"), _obs("c", "2025-01-01")]
+    assert [r["id"] for r in sort_resources(resources, "Observation", "-date,_id")] == ["a", "b", "c"]
+    with pytest.raises(SearchError, match="not supported"):
+        sort_resources(resources, "Observation", "value-quantity")
+    with pytest.raises(SearchError, match="empty"):
+        sort_resources(resources, "Observation", "date,")

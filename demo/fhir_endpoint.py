@@ -8,6 +8,9 @@ What real clients need and get here:
 
 - JSON (``application/fhir+json``) always, whatever the Accept header; errors are OperationOutcomes
   (400 bad search, 404 unknown type/id/path, 405 write attempts, 406 ``_format`` other than JSON);
+- ``_sort`` on ``_id``, ``_lastUpdated`` and each type's date (``date``, ``onset-date``, ``authoredon`` …),
+  ``-`` for descending; another key is 400 under ``Prefer: handling=strict`` and otherwise left out of the
+  ``self`` link (so a client can see it was not applied);
 - searchset Bundles with ``total``, ``self``/``first``/``previous``/``next`` links and ``fullUrl``\\ s built
   from the URL the request reached (host *and* path prefix), so a proxy such as the SMART launcher,
   which rewrites only the base it was given, keeps working. Paging by ``_count`` (default 50, at most
@@ -24,8 +27,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,7 @@ from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from .fhirstore import FhirStore, SearchError
+from .fhirstore import FhirStore, SearchError, sort_resources
 
 log = logging.getLogger("hcc_cds.demo_fhir")
 
@@ -58,7 +62,7 @@ DEFAULT_PRACTITIONER: dict[str, Any] = {
 _ISSUE_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 406: "not-supported",
                 413: "too-costly", 415: "not-supported"}
 _SUMMARY_VALUES = frozenset({"true", "false", "text", "data", "count"})
-_IGNORED_RESULT_PARAMS = frozenset({"_sort", "_elements", "_total"})  # accepted, not applied
+_IGNORED_RESULT_PARAMS = frozenset({"_elements", "_total"})  # accepted, not applied
 
 
 class _FhirHttpError(Exception):
@@ -69,7 +73,7 @@ class _FhirHttpError(Exception):
         self.headers = dict(headers or {})
 
 
-def _resolve_shift(shift_to: date | str | None) -> date | None:
+def resolve_shift(shift_to: date | str | None) -> date | None:
     if shift_to is None or isinstance(shift_to, date):
         return shift_to
     if shift_to == "today":
@@ -97,13 +101,16 @@ def create_blueprint(
     shift_to: date | str | None = "today",
     url_prefix: str = "/fhir",
     store: FhirStore | None = None,
+    token_check: Callable[[str], str | None] | None = None,
 ) -> Blueprint:
     """The ``/fhir`` blueprint serving ``fixtures_dir`` (or a ready ``store``).
 
     ``shift_to``: ``"today"`` (UTC date at creation, the default), an ISO date string, a ``date``, or
-    ``None`` for the fixtures' dates as written.
+    ``None`` for the fixtures' dates as written. ``token_check`` (the demo SMART authorization server's):
+    a request that carries a bearer token is answered only when it returns None for it (else 401); a
+    request without one stays open.
     """
-    served = store if store is not None else load_store(Path(fixtures_dir), _resolve_shift(shift_to))
+    served = store if store is not None else load_store(Path(fixtures_dir), resolve_shift(shift_to))
     prefix = "/" + url_prefix.strip("/")
     bp = Blueprint("demo_fhir", __name__, url_prefix=prefix)
 
@@ -158,6 +165,13 @@ def create_blueprint(
     def _preflight() -> Response | None:
         if request.method == "OPTIONS":
             return Response(status=204)
+        header = request.headers.get("Authorization")
+        if header is not None and token_check is not None:
+            scheme, _, token = header.partition(" ")
+            problem = ("Authorization must be 'Bearer <token>'" if scheme.lower() != "bearer" or not token.strip()
+                       else token_check(token.strip()))
+            if problem:
+                raise _FhirHttpError(401, problem, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return None
 
     @bp.after_request
@@ -239,6 +253,14 @@ def create_blueprint(
             matches = served.search(resource_type, criteria)
         except SearchError as exc:
             raise _FhirHttpError(400, str(exc)) from exc
+        sort = ",".join(params.getlist("_sort"))
+        if sort:
+            try:
+                matches = sort_resources(matches, resource_type, sort)
+            except SearchError as exc:
+                if _strict():
+                    raise _FhirHttpError(400, str(exc)) from exc
+                params = MultiDict([(k, v) for k, v in params.items(multi=True) if k != "_sort"])  # not applied
 
         total = len(matches)
         page = [] if summary == "count" or count == 0 else matches[offset:offset + count]
@@ -276,6 +298,12 @@ def create_blueprint(
 
     bp.record_once(lambda state: state.app.extensions.setdefault("hcc_cds_demo_fhir_store", served))
     return bp
+
+
+def _strict() -> bool:
+    """``Prefer: handling=strict`` (FHIR R4 search §3.1.1.5.1): refuse what cannot be applied."""
+    preferences = re.split(r"[;,]", request.headers.get("Prefer", ""))
+    return any(part.strip().lower() == "handling=strict" for part in preferences)
 
 
 def _int_param(params: MultiDict[str, str], name: str, default: int) -> int:
@@ -324,7 +352,8 @@ def capability_statement(store: FhirStore, base: str) -> dict[str, Any]:
         "rest": [{
             "mode": "server",
             "documentation": "Read-only. Search results page with _count (default 50, max 1000) and _offset.",
-            "security": {"cors": True, "description": "Open demo server: no authorization"},
+            "security": {"cors": True, "description": "Open demo server: requests without a token are answered; "
+                         "a bearer token, when sent, must come from .well-known/smart-configuration"},
             "resource": resources,
         }],
     }
