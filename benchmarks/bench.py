@@ -446,28 +446,20 @@ def section_no_prefetch(quick: bool) -> list[Result]:
 # --------------------------------------------------------------------------------------------------------
 # Section 5: Epic-like record, no prefetch (Epic does not read prefetch templates: the normal path there)
 
-EPIC_FIXTURE = PATIENTS / "real-ehr" / "epic-medication-reference.json"
+EPIC_FIXTURE = PATIENTS / "epic-medication-reference.json"
 EHR_FHIR_PROCESS = ROOT / "tests" / "service" / "ehr_fhir_process.py"
 EPIC_PAGE_SIZE = 50
 EPIC_LOCAL_LAB = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14"  # as in the fixture: site-local lab ids
 
 
 def epic_like_bundle(total_observations: int = OBSERVATIONS_TOTAL) -> dict:
-    """``real-ehr/epic-medication-reference`` (ICI as medicationReference to server-side Medications) plus the
+    """``epic-medication-reference`` (ICI as medicationReference to server-side Medications) plus the
     generated series of section 1, moved to that patient, each Observation with a site-local code beside LOINC."""
     bundle = json.loads(EPIC_FIXTURE.read_text(encoding="utf-8"))
     patient_id = next(e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
     existing = sum(1 for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation")
     generated = [e["resource"] for e in large_patient_bundle(total_observations - existing + 8)["entry"]
                  if e["resource"]["id"].startswith("bench-")][: total_observations - existing]
-    for resource in (e["resource"] for e in bundle["entry"]):
-        # until rules v2 reads ICD-10-CM under its OID and a MedicationRequest.category object (issue 12,
-        # cards side), add the canonical forms so the core does its full work on this record
-        if resource["resourceType"] == "Condition":
-            resource["code"]["coding"].append({"system": "http://hl7.org/fhir/sid/icd-10-cm",
-                                               "code": resource["code"]["coding"][0]["code"]})
-        if resource["resourceType"] == "MedicationRequest" and isinstance(resource.get("category"), dict):
-            resource["category"] = [resource["category"]]
     for n, obs in enumerate(generated):
         obs["id"] = f"{patient_id.removesuffix('-patient')}-bench-{n:05d}"
         obs["subject"] = {"reference": f"Patient/{patient_id}"}

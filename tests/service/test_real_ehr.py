@@ -1,10 +1,9 @@
 """Patients in the shapes real EHRs send (issue 12), through real FHIR server processes.
 
-Each fixture in ``fixtures/patients/real-ehr/`` must give the same cards by full prefetch and by FHIR queries
-against ``tests/service/ehr_fhir_process.py`` (Epic-style: empty searches answer with a 4101 warning
+The four real-EHR-shaped fixtures in ``fixtures/patients/`` (epic-medication-reference, mcode-style,
+oracle-health-style, us-core-style) must give the same cards by full prefetch and by FHIR queries against ``tests/service/ehr_fhir_process.py`` (Epic-style: empty searches answer with a 4101 warning
 OperationOutcome entry; Medications only on the server), and through ``tests/service/mangling_proxy.py``, which
-mangles an unencoded ``|`` as the SMART launcher's proxy did. Expectations that need the rules-v2 reading layer
-(cards/) are marked xfail until it lands.
+mangles an unencoded ``|`` as the SMART launcher's proxy did.
 """
 
 from __future__ import annotations
@@ -24,14 +23,8 @@ from tests.service.support import PATIENTS_DIR
 
 pytestmark = pytest.mark.integration
 PATIENT_VIEW = "/cds-services/hcc-second-line-patient-view"
-REAL_EHR = PATIENTS_DIR / "real-ehr"
-NAMES = sorted(p.stem for p in REAL_EHR.glob("*.json"))
-CARDS_SIDE = "cards-side reading rules land with rules v2"
-# what rules v2 must read in each fixture for the second-line card (clinical-rules.md §1)
-NEEDS_V2 = {
-    "epic-medication-reference": "C22.0 under the ICD-10-CM OID; MedicationRequest.category as an object",
-    "oracle-health-style": "C22.0 in WHO ICD-10",
-}
+REAL_EHR = PATIENTS_DIR  # the four real-EHR-shaped fixtures live beside the minimal ones
+NAMES = ["epic-medication-reference", "mcode-style", "oracle-health-style", "us-core-style"]
 
 
 def bundle(name: str) -> dict:
@@ -43,7 +36,7 @@ def servers(tmp_path_factory):
     """(EHR FHIR base, request log, proxy FHIR base, proxy log): one server process with every fixture."""
     logs = tmp_path_factory.mktemp("ehr")
     ehr_log, proxy_log = logs / "ehr.log", logs / "proxy.log"
-    files = [str(p) for p in sorted(REAL_EHR.glob("*.json"))]
+    files = [str(REAL_EHR / f"{name}.json") for name in NAMES]
     with server_process(EHR_SERVER, *files, "--page-size", "3", "--no-results-outcome", "--log", str(ehr_log)) as ehr, \
             server_process(MANGLING_PROXY, ehr, "--log", str(proxy_log)) as proxy:
         yield ehr, ehr_log, proxy, proxy_log
@@ -169,8 +162,7 @@ def test_epic_medication_reference_gives_the_codeable_concept_cards(servers, tmp
     assert by_reference == by_code
 
 
-@pytest.mark.parametrize("name", [pytest.param(n)
-                                  if n in NEEDS_V2 else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_each_real_ehr_patient_gets_the_second_line_card_after_first_line_ici(name, servers, tmp_path) -> None:
     ehr, _log, _proxy, _plog = servers
     _by_prefetch, by_fhir = _prefetch_and_fhir(name, ehr, tmp_path)
