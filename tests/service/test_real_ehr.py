@@ -1,9 +1,10 @@
 """Patients in the shapes real EHRs send (issue 12), through real FHIR server processes.
 
 The four real-EHR-shaped fixtures in ``fixtures/patients/`` (epic-medication-reference, mcode-style,
-oracle-health-style, us-core-style) must give the same cards by full prefetch and by FHIR queries against ``tests/service/ehr_fhir_process.py`` (Epic-style: empty searches answer with a 4101 warning
-OperationOutcome entry; Medications only on the server), and through ``tests/service/mangling_proxy.py``, which
-mangles an unencoded ``|`` as the SMART launcher's proxy did.
+oracle-health-style, us-core-style) must give the same cards by full prefetch and by FHIR queries against
+``tests/service/ehr_fhir_process.py`` (Epic-style: empty searches answer with a 4101 warning OperationOutcome
+entry; Medications only on the server), and through ``tests/service/mangling_proxy.py``, which mangles an
+unencoded ``|`` as the SMART launcher's proxy did.
 """
 
 from __future__ import annotations
