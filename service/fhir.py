@@ -19,15 +19,18 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
+from flask import g, has_request_context, request
 from requests.auth import AuthBase
 
+from service import metrics
 from service.config import Settings
 
 log = logging.getLogger("hcc_cds.fhir")
@@ -44,6 +47,7 @@ _USER_TOKENS = {
     "userRelatedPersonId": "RelatedPerson",
 }
 _KEEP_MODES = {None, "match", "include"}
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c|2e)", re.IGNORECASE)
 
 
 @dataclass
@@ -120,6 +124,8 @@ def _parse_base(url: str) -> tuple[str, str, int, str] | None:
     if parts.query or parts.fragment or "@" in parts.netloc:
         return None
     path = parts.path.rstrip("/")
+    if _ENCODED_SEPARATOR.search(path):  # %2F, %5C or %2E: a server may decode them into another path
+        return None
     if any(unquote(segment) in {".", ".."} for segment in path.split("/")):
         return None
     return scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme], path
@@ -211,12 +217,21 @@ class _Call:
     deadline: float
     budget: _ByteBudget
     stop: threading.Event
+    requests_left: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0 or self.stop.is_set():
             raise _Failure("timed out")
         return left
+
+    def take_request(self) -> None:
+        """Count one outbound request against the call's budget (all keys and pages together)."""
+        with self._lock:
+            self.requests_left -= 1
+            if self.requests_left < 0:
+                raise _Failure("too many requests")
 
 
 def _reason(exc: Exception) -> str:
@@ -235,6 +250,8 @@ def _reason(exc: Exception) -> str:
 
 def _get_json(session: requests.Session, url: str, call: _Call) -> object:
     left = call.remaining()
+    call.take_request()
+    limit = call.settings.fhir_max_response_bytes
     timeout = (min(call.settings.fhir_connect_timeout, left), min(call.settings.fhir_read_timeout, left))
     try:
         with session.get(url, headers=_HEADERS, auth=call.auth, timeout=timeout, stream=True,
@@ -242,7 +259,7 @@ def _get_json(session: requests.Session, url: str, call: _Call) -> object:
             if not 200 <= r.status_code < 300:
                 raise _Failure(f"HTTP {r.status_code}")
             length = r.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > call.budget.left():
+            if length.isdigit() and int(length) > min(call.budget.left(), limit):
                 raise _Failure("response too large")
             # read1 (urllib3 >= 2) returns as soon as any bytes arrive, so a drip-fed body still meets the
             # deadline; read(n) and iter_content() would block until n bytes came
@@ -252,6 +269,8 @@ def _get_json(session: requests.Session, url: str, call: _Call) -> object:
                 call.remaining()
                 call.budget.take(len(chunk))
                 body += chunk
+                if len(body) > limit:  # streaming limit: one response never grows past it in memory
+                    raise _Failure("response too large")
     except (OSError, urllib3.exceptions.HTTPError) as exc:  # requests' exceptions are OSErrors
         raise _Failure(_reason(exc)) from exc
     try:
@@ -314,15 +333,83 @@ def fetch(
     fails is in ``failures`` with a short reason, never the token. A ``fhir_server`` that
     :func:`is_allowed` refuses is not contacted (every key fails with "FHIR server not allowed").
     """
-    deadline = time.monotonic() + settings.fhir_deadline
+    deadline = call_deadline(settings)
     outcome = FetchOutcome()
     if not queries:
         return outcome
     if not is_allowed(fhir_server, settings):
         outcome.failures = dict.fromkeys(queries, "FHIR server not allowed")
         return outcome
+    started = time.monotonic()
+    with host_slot(fhir_server, settings, deadline) as busy:
+        if busy:
+            outcome.failures = dict.fromkeys(queries, busy)
+        else:
+            futures = _run_keys(queries, fhir_server, access_token, settings, deadline)
+    if not busy:
+        _collect(futures, outcome)
+    metrics.FHIR_FETCHES.labels(outcome="failed" if outcome.failures else "ok").observe(time.monotonic() - started)
+    for key, reason in outcome.failures.items():
+        metrics.FHIR_FAILURES.labels(reason=_metric_reason(reason)).inc()
+        log.info("FHIR fetch for key %s failed: %s", key, reason)
+    return outcome
+
+
+# --- transport bulkheads: deadline from arrival, per-host concurrency, request budget (issue 10 #5, #8) -------
+
+
+def call_deadline(settings: Settings) -> float:
+    """The monotonic time by which this hook call's FHIR fetches must end: ``fhir_deadline`` seconds after the
+    request *arrived*, so time spent queued in nginx and gunicorn counts too. Arrival is the earlier of when the
+    app received the request and nginx's ``X-Request-Start: t=<epoch seconds>`` (deploy/nginx sets it). The header
+    can only shorten the caller's own deadline, so it needs no trust."""
+    now = time.monotonic()
+    if not has_request_context():
+        return now + settings.fhir_deadline
+    waited = 0.0
+    started = g.get("request_started")  # perf_counter() when the app got the request (service/logs.py)
+    if isinstance(started, float):
+        waited = max(waited, time.perf_counter() - started)
+    match = re.fullmatch(r"t=(\d{9,11}(?:\.\d{1,6})?)", request.headers.get("X-Request-Start", "").strip())
+    if match:
+        waited = max(waited, min(time.time() - float(match.group(1)), 3600.0))
+    return now - waited + settings.fhir_deadline
+
+
+_HOST_SLOTS: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
+_HOST_SLOTS_LOCK = threading.Lock()
+
+
+@contextmanager
+def host_slot(fhir_server: str, settings: Settings, deadline: float) -> Iterator[str | None]:
+    """At most ``settings.fhir_host_concurrency`` hook calls of this process fetch from one FHIR host at a time
+    (a bulkhead: a hung host can hold only that many threads). Yields None with a slot, or the failure reason
+    when none freed up in time (waiting at most the connect timeout, within the deadline)."""
+    base = _parse_base(fhir_server)
+    key = base[:3] if base else ("", fhir_server, 0)
+    with _HOST_SLOTS_LOCK:
+        slots = _HOST_SLOTS.get(key)
+        if slots is None:
+            slots = _HOST_SLOTS[key] = threading.BoundedSemaphore(settings.fhir_host_concurrency)
+    wait_for = min(settings.fhir_connect_timeout, deadline - time.monotonic())
+    if wait_for <= 0:
+        yield "timed out (queued too long)"
+        return
+    if not slots.acquire(timeout=wait_for):
+        yield "FHIR server busy (too many calls waiting on it)"
+        return
+    try:
+        yield None
+    finally:
+        slots.release()
+
+
+def _run_keys(queries: Mapping[str, str], fhir_server: str, access_token: str | None, settings: Settings,
+              deadline: float) -> dict[str, Future]:
+    """Fetch every key concurrently until done or ``deadline``; the futures (unfinished ones are abandoned)."""
     budget = _ByteBudget(settings.fhir_max_bytes)
-    call = _Call(_Bearer(access_token), settings, deadline, budget, threading.Event())
+    call = _Call(_Bearer(access_token), settings, deadline, budget, threading.Event(),
+                 requests_left=settings.fhir_max_requests)
     pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(queries)), thread_name_prefix="fhir-fetch")
     futures = {key: pool.submit(_fetch_key, query, fhir_server, call) for key, query in queries.items()}
     try:
@@ -330,6 +417,15 @@ def fetch(
     finally:
         call.stop.set()  # unfinished workers stop at their next check; their sockets time out by the deadline
         pool.shutdown(wait=False, cancel_futures=True)
+    return futures
+
+
+def _metric_reason(reason: str) -> str:
+    """A fixed label for a failure reason (``HTTP 503`` -> ``http``)."""
+    return "http" if reason.startswith("HTTP ") else reason.split(" (")[0][:40]
+
+
+def _collect(futures: dict[str, Future], outcome: FetchOutcome) -> None:
     for key, future in futures.items():
         if not future.done() or future.cancelled():
             outcome.failures[key] = "timed out"
@@ -341,6 +437,3 @@ def fetch(
         except Exception as exc:  # a bug must not break the hook call; no message (it could hold data)
             log.error("FHIR fetch for key %s failed unexpectedly: %s", key, type(exc).__name__)
             outcome.failures[key] = "request failed"
-    for key, reason in outcome.failures.items():
-        log.info("FHIR fetch for key %s failed: %s", key, reason)
-    return outcome
