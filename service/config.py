@@ -125,7 +125,7 @@ class Settings:
     fhir_max_response_bytes: int = 4 * 1024 * 1024  # one response (read as a stream, refused past this)
     fhir_max_pages: int = 50
     fhir_max_requests: int = 60  # outbound requests per hook call, all keys and pages together
-    fhir_host_concurrency: int = 4  # hook calls of one worker process fetching from one FHIR host at once
+    fhir_host_concurrency: int = 6  # hook calls of one worker process fetching from one FHIR host at once
     jwt_leeway: int = 30
     log_level: str = "INFO"
     workers: int = 0  # gunicorn workers; 0 = 2 x cores + 1, at most 8

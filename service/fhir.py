@@ -376,32 +376,51 @@ def call_deadline(settings: Settings) -> float:
     return now - waited + settings.fhir_deadline
 
 
-_HOST_SLOTS: dict[tuple[str, str, int], threading.BoundedSemaphore] = {}
-_HOST_SLOTS_LOCK = threading.Lock()
+SLOT_WAIT = 0.5  # seconds a call waits for a free slot of a healthy host
+SLOT_WAIT_IN_TROUBLE = 0.05  # ... of a host that timed out or had no free slot in the last TROUBLE_SECONDS
+TROUBLE_SECONDS = 10.0
+
+
+@dataclass
+class _Host:
+    slots: threading.BoundedSemaphore
+    trouble_until: float = float("-inf")
+
+
+_HOSTS: dict[tuple[str, str, int], _Host] = {}
+_HOSTS_LOCK = threading.Lock()
 
 
 @contextmanager
 def host_slot(fhir_server: str, settings: Settings, deadline: float) -> Iterator[str | None]:
     """At most ``settings.fhir_host_concurrency`` hook calls of this process fetch from one FHIR host at a time
-    (a bulkhead: a hung host can hold only that many threads). Yields None with a slot, or the failure reason
-    when none freed up in time (waiting at most the connect timeout, within the deadline)."""
+    (a bulkhead: a hung host holds only that many of the worker's threads, the others stay free for other hosts
+    and prefetch-only calls). Yields None with a slot, or the failure reason. A call waits for a slot at most
+    ``SLOT_WAIT`` s, and hardly at all while the host is in trouble (it timed out, or had no free slot, within
+    ``TROUBLE_SECONDS``), so calls to a hung host are shed at once instead of queueing behind it."""
     base = _parse_base(fhir_server)
     key = base[:3] if base else ("", fhir_server, 0)
-    with _HOST_SLOTS_LOCK:
-        slots = _HOST_SLOTS.get(key)
-        if slots is None:
-            slots = _HOST_SLOTS[key] = threading.BoundedSemaphore(settings.fhir_host_concurrency)
-    wait_for = min(settings.fhir_connect_timeout, deadline - time.monotonic())
-    if wait_for <= 0:
+    with _HOSTS_LOCK:
+        host = _HOSTS.get(key)
+        if host is None:
+            host = _HOSTS[key] = _Host(threading.BoundedSemaphore(settings.fhir_host_concurrency))
+    now = time.monotonic()
+    left = deadline - now
+    if left <= 0:
         yield "timed out (queued too long)"
         return
-    if not slots.acquire(timeout=wait_for):
+    if not host.slots.acquire(timeout=min(left, SLOT_WAIT_IN_TROUBLE if now < host.trouble_until else SLOT_WAIT)):
+        host.trouble_until = time.monotonic() + TROUBLE_SECONDS
         yield "FHIR server busy (too many calls waiting on it)"
         return
+    timed_out = False
     try:
         yield None
+        timed_out = time.monotonic() >= deadline
     finally:
-        slots.release()
+        host.slots.release()
+        if timed_out:
+            host.trouble_until = time.monotonic() + TROUBLE_SECONDS
 
 
 def _run_keys(queries: Mapping[str, str], fhir_server: str, access_token: str | None, settings: Settings,
