@@ -348,6 +348,7 @@ def fetch(
             futures = _run_keys(queries, fhir_server, access_token, settings, deadline)
     if not busy:
         _collect(futures, outcome)
+        note_host_outcome(fhir_server, settings, outcome)
     metrics.FHIR_FETCHES.labels(outcome="failed" if outcome.failures else "ok").observe(time.monotonic() - started)
     for key, reason in outcome.failures.items():
         metrics.FHIR_FAILURES.labels(reason=_metric_reason(reason)).inc()
@@ -376,51 +377,77 @@ def call_deadline(settings: Settings) -> float:
     return now - waited + settings.fhir_deadline
 
 
-SLOT_WAIT = 0.5  # seconds a call waits for a free slot of a healthy host
-SLOT_WAIT_IN_TROUBLE = 0.05  # ... of a host that timed out or had no free slot in the last TROUBLE_SECONDS
-TROUBLE_SECONDS = 10.0
+SLOT_RESERVE = 1.0  # seconds of the deadline a call keeps for its own fetch: it waits for a slot until then
+TROUBLE_SECONDS = 10.0  # a host that timed out is "in trouble" this long
 
 
 @dataclass
 class _Host:
     slots: threading.BoundedSemaphore
+    probe: threading.Lock = field(default_factory=threading.Lock)
     trouble_until: float = float("-inf")
+
+    def in_trouble(self) -> bool:
+        return time.monotonic() < self.trouble_until
 
 
 _HOSTS: dict[tuple[str, str, int], _Host] = {}
 _HOSTS_LOCK = threading.Lock()
+BUSY = "FHIR server busy (it timed out recently and is being probed)"
 
 
-@contextmanager
-def host_slot(fhir_server: str, settings: Settings, deadline: float) -> Iterator[str | None]:
-    """At most ``settings.fhir_host_concurrency`` hook calls of this process fetch from one FHIR host at a time
-    (a bulkhead: a hung host holds only that many of the worker's threads, the others stay free for other hosts
-    and prefetch-only calls). Yields None with a slot, or the failure reason. A call waits for a slot at most
-    ``SLOT_WAIT`` s, and hardly at all while the host is in trouble (it timed out, or had no free slot, within
-    ``TROUBLE_SECONDS``), so calls to a hung host are shed at once instead of queueing behind it."""
+def _host(fhir_server: str, settings: Settings) -> _Host:
     base = _parse_base(fhir_server)
     key = base[:3] if base else ("", fhir_server, 0)
     with _HOSTS_LOCK:
         host = _HOSTS.get(key)
         if host is None:
             host = _HOSTS[key] = _Host(threading.BoundedSemaphore(settings.fhir_host_concurrency))
-    now = time.monotonic()
-    left = deadline - now
+        return host
+
+
+@contextmanager
+def host_slot(fhir_server: str, settings: Settings, deadline: float) -> Iterator[str | None]:
+    """A bulkhead per FHIR host and worker process (Nygard, *Release It!*): yields None when the call may fetch,
+    else the failure reason.
+
+    A healthy host serves at most ``settings.fhir_host_concurrency`` calls of this process at once; others queue
+    for a slot while their deadline allows. A host whose requests timed out within ``TROUBLE_SECONDS`` gets one
+    call at a time (a probe) and every other call is shed at once, so a hung host holds one thread per worker,
+    not all of them; the first probe that does not time out ends the trouble.
+    """
+    host = _host(fhir_server, settings)
+    left = deadline - time.monotonic()
     if left <= 0:
         yield "timed out (queued too long)"
         return
-    if not host.slots.acquire(timeout=min(left, SLOT_WAIT_IN_TROUBLE if now < host.trouble_until else SLOT_WAIT)):
-        host.trouble_until = time.monotonic() + TROUBLE_SECONDS
-        yield "FHIR server busy (too many calls waiting on it)"
+    probing = host.in_trouble()
+    if probing and not host.probe.acquire(blocking=False):
+        yield BUSY
         return
-    timed_out = False
     try:
-        yield None
-        timed_out = time.monotonic() >= deadline
+        if not host.slots.acquire(timeout=max(left - SLOT_RESERVE, 0.0) if not probing else 0.05):
+            yield "timed out (waiting for the FHIR server)"
+            return
+        try:
+            if not probing and host.in_trouble():  # it timed out while this call waited: shed it
+                yield BUSY
+                return
+            yield None
+        finally:
+            host.slots.release()
     finally:
-        host.slots.release()
-        if timed_out:
-            host.trouble_until = time.monotonic() + TROUBLE_SECONDS
+        if probing:
+            host.probe.release()
+
+
+def note_host_outcome(fhir_server: str, settings: Settings, outcome: FetchOutcome) -> None:
+    """A request that timed out puts the host in trouble; a call without a timeout takes it out."""
+    host = _host(fhir_server, settings)
+    if any(reason == "timed out" for reason in outcome.failures.values()):
+        host.trouble_until = time.monotonic() + TROUBLE_SECONDS
+    elif outcome.resources:
+        host.trouble_until = float("-inf")
 
 
 def _run_keys(queries: Mapping[str, str], fhir_server: str, access_token: str | None, settings: Settings,

@@ -17,7 +17,7 @@ import pytest
 
 from service import create_app
 from service.config import Settings
-from service.fhir import SLOT_WAIT, fetch, is_allowed
+from service.fhir import BUSY, FetchOutcome, fetch, is_allowed
 from tests.service.fhir_test_servers import FakeFHIR, HungServer
 from tests.service.support import fixture_request
 
@@ -77,30 +77,38 @@ def test_one_huge_response_is_cut_off_while_streaming(ehr: FakeFHIR) -> None:
     assert peak < 2.5 * settings.fhir_max_response_bytes  # before: the whole 17 MB body, then its parse
 
 
-def test_hung_host_holds_at_most_its_slots_and_other_hosts_go_on(ehr: FakeFHIR) -> None:
+def test_a_hung_host_gets_one_probe_at_a_time_and_other_hosts_go_on(ehr: FakeFHIR) -> None:
     hung = HungServer().start()
     settings = Settings(fhir_allowlist=("*",), fhir_host_concurrency=2, fhir_connect_timeout=0.5,
-                        fhir_read_timeout=1.5, fhir_deadline=2.0)
-    holders = [threading.Thread(target=fetch, args=({"k": "Observation"}, hung.base_url, TOKEN, settings))
-               for _ in range(2)]
+                        fhir_read_timeout=0.5, fhir_deadline=2.0)
     try:
-        for thread in holders:
-            thread.start()
-        time.sleep(0.2)
+        first = fetch({"k": "Observation"}, hung.base_url, TOKEN, settings)  # times out: the host is in trouble
+        assert first.failures == {"k": "timed out"}
+        probe = threading.Thread(target=fetch, args=({"k": "Observation"}, hung.base_url, TOKEN, settings))
+        probe.start()
+        time.sleep(0.1)
         started = time.monotonic()
-        shed = fetch({"k": "Observation"}, hung.base_url, TOKEN, settings)
-        first = time.monotonic() - started
-        started = time.monotonic()
-        fetch({"k": "Observation"}, hung.base_url, TOKEN, settings)
-        second = time.monotonic() - started
+        shed = [fetch({"k": "Observation"}, hung.base_url, TOKEN, settings) for _ in range(3)]
+        elapsed = time.monotonic() - started
         other = fetch({"k": "Patient/p1"}, ehr.fhir_base, TOKEN, settings)
+        probe.join(5)
     finally:
-        for thread in holders:
-            thread.join(5)
         hung.stop()
-    assert shed.failures == {"k": "FHIR server busy (too many calls waiting on it)"}
-    assert first < SLOT_WAIT + 0.3 and second < 0.3  # the host is now known to be in trouble: shed at once
+    assert [out.failures for out in shed] == [{"k": BUSY}] * 3
+    assert elapsed < 0.3  # shed at once, not after the 2 s deadline
     assert other.resources["k"][0]["id"] == "p1"
+
+
+def test_a_healthy_host_queues_calls_for_its_slots(ehr: FakeFHIR) -> None:
+    settings = Settings(fhir_allowlist=("*",), fhir_host_concurrency=1)
+    results: list[FetchOutcome] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        fetch({"k": "slow?s=0.3"}, ehr.fhir_base, TOKEN, settings))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert [out.failures for out in results] == [{}] * 4  # one at a time, 1.2 s in all, none shed
 
 
 def test_deadline_counts_time_queued_before_the_app(tmp_path) -> None:
