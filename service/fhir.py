@@ -442,9 +442,10 @@ def host_slot(fhir_server: str, settings: Settings, deadline: float) -> Iterator
 
 
 def note_host_outcome(fhir_server: str, settings: Settings, outcome: FetchOutcome) -> None:
-    """A request that timed out puts the host in trouble; a call without a timeout takes it out."""
+    """A call whose every query timed out (a hung host, not merely a slow page) puts the host in trouble; a call
+    that got data takes it out."""
     host = _host(fhir_server, settings)
-    if any(reason == "timed out" for reason in outcome.failures.values()):
+    if outcome.failures and not outcome.resources and set(outcome.failures.values()) == {"timed out"}:
         host.trouble_until = time.monotonic() + TROUBLE_SECONDS
     elif outcome.resources:
         host.trouble_until = float("-inf")
