@@ -1,20 +1,14 @@
-# hcc-second-line-cds — production image: gunicorn + the CDS Hooks service, non-root.
+# hcc-second-line-cds — the application image: gunicorn + the CDS Hooks service, non-root.
 #
-#   docker build -t hcc-second-line-cds .
-#   docker run -p 8080:8080 \
-#     -e HCC_CDS_TRUSTED_ISSUERS='{"https://ehr.example.org": "https://ehr.example.org/.well-known/jwks.json"}' \
-#     -e HCC_CDS_FHIR_ALLOWLIST='https://ehr.example.org/fhir/' \
-#     -e HCC_CDS_FEEDBACK_DB='postgresql+psycopg://cds:secret@db:5432/cds' \
-#     hcc-second-line-cds
+# It is not meant to face clients itself: run the production stack of compose.yaml (nginx in front, which buffers
+# slow clients and answers its own errors as JSON; PostgreSQL as the store):
 #
-# Production MUST set:
-#   HCC_CDS_TRUSTED_ISSUERS  JSON object iss -> JWKS URL or file (JWT auth is required by default; with no
-#                            trusted issuer every service call is rejected with 401)
-#   HCC_CDS_FHIR_ALLOWLIST   comma-separated FHIR base-URL prefixes the service may call
-#   HCC_CDS_FEEDBACK_DB      PostgreSQL URL (postgresql+psycopg://…), shared by all workers and replicas for
-#                            feedback and JWT replay records. The SQLite default below only suits a single
-#                            container and is lost with it.
-# and usually HCC_CDS_PUBLIC_URL (behind a proxy) and HCC_CDS_CORS_ORIGINS.
+#   HCC_CDS_PUBLIC_URL=https://cds.example.org HCC_CDS_DB_PASSWORD=… \
+#   HCC_CDS_TRUSTED_ISSUERS='{"https://ehr.example.org": "https://ehr.example.org/.well-known/jwks.json"}' \
+#   HCC_CDS_FHIR_ALLOWLIST='https://ehr.example.org/fhir/' docker compose up --build
+#
+# gunicorn listens on 0.0.0.0:8000 inside the compose network only (no port is published for it). Settings are
+# validated at start: a bad HCC_CDS_* value stops the container with one line naming the variable.
 
 # ---- builder: wheels for the project and all its dependencies ------------------------------------------
 FROM python:3.11-slim AS builder
@@ -32,17 +26,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HCC_CDS_HOST=0.0.0.0 \
-    HCC_CDS_PORT=8080 \
-    HCC_CDS_FEEDBACK_DB=sqlite:////app/var/hcc-cds.sqlite3
+    HCC_CDS_PORT=8000
 RUN groupadd --system --gid 10001 cds \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin cds
 COPY --from=builder /wheels /wheels
 RUN pip install --no-index --find-links=/wheels "hcc-second-line-cds[postgres]" && rm -rf /wheels
 WORKDIR /app
 COPY gunicorn.conf.py /app/gunicorn.conf.py
-RUN mkdir -p /app/var && chown 10001:10001 /app/var
 USER 10001:10001
-EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('HCC_CDS_PORT', '8080'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"]
+  CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('HCC_CDS_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"]
 CMD ["gunicorn", "service.wsgi:app", "-c", "gunicorn.conf.py"]

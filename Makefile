@@ -1,9 +1,12 @@
-# Two commands: `make run` (install + start on the embedded demo data) and `make test` (install + all tests).
+# `make run` (install + start on the embedded demo data), `make test` (install + all tests),
+# `make prod-local` (the production stack from Debian packages: nginx -> gunicorn -> PostgreSQL), `make bench`.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# What the tests start for real: Chromium (tests/e2e), PostgreSQL and nginx (tests/service).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint replay-check bench clean
+.PHONY: run test lint system-deps prod-local replay-check bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -11,20 +14,35 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
 	touch $@
+
+# Debian packages, installed only when missing (a no-op, without apt, once they are there).
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 run: $(VENV)/.installed
 	$(BIN)/hcc-cds serve
 
-test: $(VENV)/.installed
+test: system-deps $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+prod-local: system-deps $(VENV)/.installed
+	$(BIN)/python -m deploy.stack
 
 replay-check: $(VENV)/.installed
 	for f in fixtures/requests/*.json; do $(BIN)/hcc-cds replay "$$f" --check || exit 1; done
 
-bench: $(VENV)/.installed
+bench: system-deps $(VENV)/.installed
 	$(BIN)/python benchmarks/bench.py
 
 clean:

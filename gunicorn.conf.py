@@ -1,29 +1,30 @@
 """gunicorn settings for hcc-second-line-cds: ``gunicorn service.wsgi:app -c gunicorn.conf.py``.
 
-Environment: ``HCC_CDS_HOST`` / ``HCC_CDS_PORT`` (bind; the Dockerfile sets 0.0.0.0:8080),
-``HCC_CDS_WORKERS`` (default 2 x cores + 1, at most 8), ``HCC_CDS_THREADS`` (default 4),
-``HCC_CDS_FORWARDED_ALLOW_IPS`` (proxies whose X-Forwarded-* headers are trusted; default loopback only),
-``HCC_CDS_LOG_LEVEL``. The app writes its own JSON access log, so gunicorn's access log is off.
+Every value comes from ``service/config.py`` (``HCC_CDS_HOST``/``PORT`` bind — loopback by default: the
+production stack puts nginx in front, see deploy/; ``HCC_CDS_WORKERS``, ``HCC_CDS_THREADS``,
+``HCC_CDS_FORWARDED_ALLOW_IPS``, ``HCC_CDS_LOG_LEVEL``). A bad value stops start-up here, in the master, with one
+line naming the variable. The schema is migrated once, here, before any worker starts (a database that is down
+does not stop start-up: workers migrate when it is back, under the same lock). The app writes its own JSON
+access log, so gunicorn's access log is off.
 """
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
+from service.config import env_or_exit, production_settings
 
-def _int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+_settings = env_or_exit(production_settings)
 
-
-_host = os.environ.get("HCC_CDS_HOST", "127.0.0.1").strip() or "127.0.0.1"
-_port = _int("HCC_CDS_PORT", 8080)
+_host = _settings.host
 if ":" in _host and not _host.startswith("["):  # IPv6 literal
     _host = f"[{_host}]"
-bind = [f"{_host}:{_port}"]
+bind = [f"{_host}:{_settings.port}"]
 
-workers = _int("HCC_CDS_WORKERS", min(2 * multiprocessing.cpu_count() + 1, 8))
-worker_class = "gthread"
-threads = _int("HCC_CDS_THREADS", 4)
+workers = _settings.workers or min(2 * multiprocessing.cpu_count() + 1, 8)
+worker_class = "service.gunicorn_worker.JsonErrorWorker"  # gthread, with JSON error answers
+threads = _settings.threads
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
@@ -33,13 +34,36 @@ limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 16384  # room for a large bearer JWT
 
-# Only these proxies may set X-Forwarded-Proto/For (the scheme matters for the JWT aud check).
-forwarded_allow_ips = (
-    os.environ.get("HCC_CDS_FORWARDED_ALLOW_IPS") or os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
-)
+# Only these proxies may set X-Forwarded-Proto/For.
+forwarded_allow_ips = _settings.forwarded_allow_ips
 
 accesslog = None  # the app logs one JSON line per request (service/logs.py)
 errorlog = "-"
-loglevel = os.environ.get("HCC_CDS_LOG_LEVEL", "info").lower()
+loglevel = _settings.log_level.lower()
 preload_app = False  # each worker opens its own database pool
 control_socket_disable = True  # gunicorn >= 25: no runtime control socket (read-only, non-root container)
+
+# prometheus_client multiprocess mode: /metrics sums all workers (service/metrics.py).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hcc-cds-metrics-")
+_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def on_starting(server) -> None:
+    """Once, in the master: clear old metric files and migrate the schema (not fatal when the database is down)."""
+    for name in os.listdir(_metrics_dir):
+        path = os.path.join(_metrics_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+    from service.db import Database, DatabaseUnavailable
+
+    try:
+        Database(_settings.feedback_db, _settings.db_timeout).ensure_schema()
+    except DatabaseUnavailable as exc:
+        server.log.warning("database unavailable at start-up (%s): workers start without it, /readyz is 503 "
+                           "until it answers", exc.reason)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

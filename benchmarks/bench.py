@@ -8,7 +8,10 @@ Sections (each prints p50/p95/p99 in ms, the count, and the contract budget with
 2. no prefetch, data from a local FHIR server process (fhirServer)          budget p95 <= 250 ms
 3. throughput: gunicorn (2 workers) driven by 8 concurrent HTTP clients     no budget (reported)
 4. memory across 10,000 in-process requests (RSS, allocator, tracemalloc)   budget: flat (< 10 % growth)
-5. Epic-like record, no prefetch, 2,000 Observations 50 per page, server-side  p95 <= 100 ms end to end,
+5. load through the production stack (deploy/stack.py: nginx -> gunicorn -> PostgreSQL) at 1, 8, 32 and 64
+   clients, with and without prefetch: throughput, p50/p95 and the share of calls over 5 s
+   budget: >= 90 % of calls within 5 s (Da Vinci CRD)
+6. Epic-like record, no prefetch, 2,000 Observations 50 per page, server-side  p95 <= 100 ms end to end,
    Medications (tests/service/ehr_fhir_process.py)                              <= 25 ms the service's own CPU
 
 This prints figures; it is not a test and exits 0 whatever the verdicts (non-zero only when it cannot run).
@@ -469,7 +472,7 @@ def epic_like_bundle(total_observations: int = OBSERVATIONS_TOTAL) -> dict:
 
 
 def section_epic_no_prefetch(quick: bool) -> list[Result]:
-    header(5, "Epic-like record, no prefetch, local FHIR server process (50 per page, 4101 for no results)")
+    header(6, "Epic-like record, no prefetch, local FHIR server process (50 per page, 4101 for no results)")
     warmup, runs = (3, 20) if quick else (10, 120)
     bundle = epic_like_bundle()
     request = request_from_bundle(bundle)
@@ -503,8 +506,8 @@ def section_epic_no_prefetch(quick: bool) -> list[Result]:
                   f"{len(calls)} GETs per call ({pages} Observation pages, {medications} Medication reads); "
                   f"response {first.status_code}, {len(first.get_json().get('cards', []))} cards; "
                   f"{warmup} warm-up + {runs} timed")
-            total = Result(5, "Epic-like no prefetch: end to end (in process)", budget="p95 ≤ 100 ms [issue 12]")
-            own = Result(5, "Epic-like no prefetch: service's own CPU", budget="p95 ≤ 25 ms [issue 12]")
+            total = Result(6, "Epic-like no prefetch: end to end (in process)", budget="p95 ≤ 100 ms [issue 12]")
+            own = Result(6, "Epic-like no prefetch: service's own CPU", budget="p95 ≤ 25 ms [issue 12]")
             wait_ms: list[float] = []
             for n in range(warmup + runs):
                 cpu0, t0 = time.process_time(), time.perf_counter()
@@ -521,7 +524,7 @@ def section_epic_no_prefetch(quick: bool) -> list[Result]:
             stop_process(process)
     total.verdict = verdict(total.percentiles()[1] <= 100.0)
     own.verdict = verdict(own.percentiles()[1] <= 25.0)
-    wait = Result(5, "Epic-like no prefetch: waiting on the FHIR server", wait_ms)
+    wait = Result(6, "Epic-like no prefetch: waiting on the FHIR server", wait_ms)
     total.note = f"{len(calls)} GETs per call"
     own.note = "CPU time of the service process (all its threads) per call"
     wait.note = "end to end minus the service's CPU time"
@@ -704,6 +707,92 @@ def _max_rss() -> int:
 
 
 # --------------------------------------------------------------------------------------------------------
+# Section 5: load through the production stack
+
+
+LOAD_CLIENTS = (1, 8, 32, 64)
+CRD_BUDGET_S = 5.0  # Da Vinci CRD: 90 % of calls within 5 s
+
+
+def _load_level(url: str, body: bytes, clients: int, warm: float, run: float) -> list[tuple[float, str]]:
+    """``clients`` closed-loop clients for ``warm`` + ``run`` s; (seconds, status) of every call started in the
+    measured window (calls still running at its end are waited for, so a slow tail is never cut off)."""
+    start = time.perf_counter()
+    window = (start + warm, start + warm + run)
+    calls: list[tuple[float, str]] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while (t0 := time.perf_counter()) < window[1]:
+                try:
+                    status = str(session.post(url, data=body, headers={"Content-Type": JSON}, timeout=30).status_code)
+                except requests.RequestException as exc:
+                    status = type(exc).__name__
+                if t0 >= window[0]:
+                    with lock:
+                        calls.append((time.perf_counter() - t0, status))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=warm + run + 40)
+    return calls
+
+
+def section_load(quick: bool) -> list[Result]:
+    header(5, "Load through the production stack: nginx -> gunicorn (shipped config) -> PostgreSQL")
+    if str(ROOT) not in sys.path:  # deploy/ is beside the installed packages, not one of them
+        sys.path.insert(0, str(ROOT))
+    from deploy.stack import production_stack
+
+    warm, run = (0.5, 2.0) if quick else (1.0, 8.0)
+    results: list[Result] = []
+    request = load_request(THROUGHPUT_FIXTURE)
+    fhir_port = free_port()
+    fhir_base = f"http://127.0.0.1:{fhir_port}/fhir"
+    bodies = {"full prefetch": encode(request),
+              "no prefetch": encode(dict(request, prefetch={}, fhirServer=fhir_base))}
+    with tempfile.TemporaryDirectory(prefix="hcc-bench-stack-") as tmp:
+        fhir = subprocess.Popen([sys.executable, str(DEMO_FHIR_PROCESS), str(fhir_port)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_http(f"{fhir_base}/metadata", fhir)
+            env = {"HCC_CDS_AUTH": "off", "HCC_CDS_FHIR_ALLOWLIST": fhir_base, "HCC_CDS_LOG_LEVEL": "warning"}
+            with production_stack(Path(tmp), env, workers=0) as (_postgres, _gunicorn, nginx):
+                workers = min(2 * (os.cpu_count() or 1) + 1, 8)  # gunicorn.conf.py's default
+                print(f"  nginx {nginx.url} -> gunicorn ({workers} workers x {Settings().threads} threads) -> "
+                      f"PostgreSQL; FHIR server {fhir_base} (tests/service/demo_fhir_process.py); JWT off; "
+                      f"{warm:.0f} s warm-up + {run:.0f} s per level; clients share the 2 cores")
+                print(f"  {'mode':<14} {'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'> 5 s':>7} "
+                      f"{'non-200':>8}")
+                for mode, body in bodies.items():
+                    for clients in (LOAD_CLIENTS[:2] if quick else LOAD_CLIENTS):
+                        calls = _load_level(nginx.url + PATIENT_VIEW_URL, body, clients, warm, run)
+                        ok = [seconds * 1000 for seconds, status in calls if status == "200"]
+                        slow = sum(1 for seconds, _ in calls if seconds > CRD_BUDGET_S)
+                        other = Counter(status for _, status in calls if status != "200")
+                        share = 100.0 * slow / len(calls) if calls else math.nan
+                        p50, p95, _p99 = percentiles(ok)
+                        print(f"  {mode:<14} {clients:>7} {len(ok) / run:>7.1f} {p50:>8.1f} {p95:>8.1f} "
+                              f"{share:>6.1f}% {sum(other.values()):>8}" + (f" {dict(other)}" if other else ""),
+                              flush=True)
+                        result = Result(5, f"Stack, {mode}, {clients} clients", ok,
+                                        budget="≥ 90 % of calls ≤ 5 s (CRD)")
+                        result.verdict = verdict(bool(calls) and share <= 10.0)
+                        result.note = (f"{len(ok) / run:.0f} req/s; {share:.1f} % > 5 s"
+                                       + (f"; non-200 {dict(other)}" if other else ""))
+                        results.append(result)
+        finally:
+            stop_process(fhir)
+    best = max(results, key=lambda r: len(r.samples_ms)) if results else None
+    if best:
+        print(f"  highest throughput: {best.name} ({best.note})")
+    return results
+
+
+# --------------------------------------------------------------------------------------------------------
 # Report
 
 
@@ -742,7 +831,8 @@ def summary(results: list[Result], wall: float, quick: bool, load_before: str) -
               f"{r.budget or '—'} | {r.verdict or '—'} | {r.note} |")
 
 
-SECTIONS = {1: "full prefetch", 2: "no prefetch", 3: "throughput", 4: "memory", 5: "Epic-like no prefetch"}
+SECTIONS = {1: "full prefetch", 2: "no prefetch", 3: "throughput", 4: "memory", 5: "load via the stack",
+            6: "Epic-like no prefetch"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -770,6 +860,8 @@ def main(argv: list[str] | None = None) -> int:
         elif number == 3:
             results += section_throughput(args.quick)
         elif number == 5:
+            results += section_load(args.quick)
+        elif number == 6:
             results += section_epic_no_prefetch(args.quick)
         else:
             results += section_memory(args.quick)

@@ -26,13 +26,24 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
-    from . import cors, db, errors, feedback, health, hooks, logs
+    from . import cors, db, errors, feedback, headers, health, hooks, logs, metrics
 
     logs.init_app(app)
+    metrics.init_app(app)
+    headers.init_app(app)
     errors.register_error_handlers(app)
-    engine = db.make_engine(settings.feedback_db)
-    app.extensions["hcc_cds_db"] = db.make_session_factory(engine)
-    app.extensions["hcc_cds_engine"] = engine
+    database = db.Database(settings.feedback_db, settings.db_timeout)
+    app.extensions["hcc_cds_database"] = database
+    app.extensions["hcc_cds_db"] = database.sessions
+    app.extensions["hcc_cds_engine"] = database.engine
+    try:
+        database.ensure_schema()  # migrations run once under a lock; a database that is down is not fatal
+    except db.DatabaseUnavailable as exc:
+        from .logs import log_event
+
+        log_event("database-unavailable", level=logging.WARNING, reason=exc.reason,
+                  detail="starting without the database: hook calls answer without feedback bookkeeping, "
+                         "/readyz says 503 until it is back")
 
     app.register_blueprint(health.bp)
     app.register_blueprint(hooks.bp)

@@ -15,17 +15,20 @@ Verification order (cheap, key-free checks first):
 4. Key source: the issuer's JWKS *file* (a token ``jku`` is then ignored and never fetched) or the issuer's
    JWKS *URL* (a token ``jku`` must equal that URL or be in ``HCC_CDS_JKU_ALLOWLIST``, else reject; keys are
    always fetched from the configured URL, so a ``jku`` can never inject keys). URL key sets are cached per
-   app and refreshed on an unknown ``kid`` at most once per 60 s; fetches time out after 2 s.
+   app and refreshed on an unknown ``kid`` at most once per 60 s; a fetch gives up after 2 s in all, and no lock is
+   held while it runs.
 5. The key selected by ``kid`` must match ``alg`` (EC P-384 for ES384, RSA >= 2048 bits for RS384).
 6. Signature, ``iss``, ``aud`` (exactly the expected URL; string or array), ``exp``/``iat``/``jti`` present,
    ``exp``/``nbf``/``iat`` checked with ``HCC_CDS_JWT_LEEWAY`` seconds of clock skew.
 7. ``jti`` replay: a row ``UsedJti(iss|jti)`` is inserted through the shared database; a primary-key conflict
-   means the token was already used (shared by all workers and instances on the same database).
+   means the token was already used (shared by all workers and instances on the same database). While the
+   database is down, this process's memory of used ids stands in (a database outage is never a 401).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -36,17 +39,18 @@ from typing import Any
 
 import jwt
 import requests
+import urllib3
 from flask import current_app, g, request
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from .db import UsedJti
+from .db import Database, DatabaseUnavailable, UsedJti, purge_expired
 from .errors import ServiceError
 from .logs import log_event
 
 ALLOWED_ALGORITHMS = frozenset({"ES384", "RS384"})
 UNAUTHORIZED = "unauthorized"
-JWKS_FETCH_TIMEOUT = 2.0  # seconds
+JWKS_FETCH_TIMEOUT = 1.0  # seconds per connect / socket read
+JWKS_FETCH_DEADLINE = 2.0  # seconds for the whole fetch, body included
 JWKS_REFRESH_INTERVAL = 60.0  # seconds between two fetches of the same JWKS URL
 JWKS_MAX_BYTES = 256 * 1024
 MAX_TOKEN_CHARS = 16 * 1024
@@ -55,6 +59,8 @@ MAX_JTI_CHARS = 255
 MIN_RSA_BITS = 2048
 PURGE_INTERVAL = 60.0  # seconds between opportunistic deletions of expired jti rows (per app/process)
 _EXTENSION = "hcc_cds_auth"
+# RFC 6750 §3: a 401 names the scheme; the error detail stays in the log, not in the response.
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="hcc-cds", error="invalid_token"'}
 
 
 class _Reject(Exception):
@@ -99,20 +105,20 @@ def _parse_jwks(document: Any) -> dict[str, dict[str, Any]]:
 
 
 class KeyStore:
-    """JWKS files and URLs, cached per app. Thread-safe."""
+    """JWKS files and URLs, cached per app. Thread-safe.
+
+    A JWKS URL is fetched by one thread at a time with no lock held over the network call: other requests for
+    the same issuer wait for that fetch (at most its deadline) or use the keys they already have.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # guards the two dicts
+        self._lock = threading.Lock()  # guards the dicts and each _KeySet; never held over I/O
         self._sets: dict[str, _KeySet] = {}
-        self._source_locks: dict[str, threading.Lock] = {}
+        self._in_flight: dict[str, threading.Event] = {}
 
     def clear(self) -> None:
         with self._lock:
             self._sets.clear()
-
-    def _source_lock(self, source: str) -> threading.Lock:
-        with self._lock:
-            return self._source_locks.setdefault(source, threading.Lock())
 
     def get(self, source: str, kid: str) -> dict[str, Any] | None:
         if _is_url(source):
@@ -125,49 +131,63 @@ class KeyStore:
         except OSError:
             return None
         stamp = (stat.st_mtime_ns, stat.st_size)
-        with self._source_lock(path):
+        with self._lock:
             cached = self._sets.get(path)
-            if cached is None or cached.stamp != stamp:
-                try:
-                    document = json.loads(Path(path).read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    return None
-                cached = _KeySet(keys=_parse_jwks(document), stamp=stamp)
+        if cached is None or cached.stamp != stamp:
+            try:
+                document = json.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            cached = _KeySet(keys=_parse_jwks(document), stamp=stamp)
+            with self._lock:
                 self._sets[path] = cached
-            return cached.keys.get(kid)
+        return cached.keys.get(kid)
 
     def _from_url(self, url: str, kid: str) -> dict[str, Any] | None:
-        with self._source_lock(url):
-            cached = self._sets.get(url)
-            if cached is not None and kid in cached.keys:
+        with self._lock:
+            cached = self._sets.setdefault(url, _KeySet())
+            if kid in cached.keys:
                 return cached.keys[kid]
-            now = time.monotonic()
-            if cached is not None and now - cached.fetched_at < JWKS_REFRESH_INTERVAL:
-                return None  # unknown kid, but we refreshed recently: do not hammer the issuer
-            # Fetch under the lock: concurrent requests for the same unknown kid cause one fetch, not many.
+            in_flight = self._in_flight.get(url)
+            fetch_now = in_flight is None and time.monotonic() - cached.fetched_at >= JWKS_REFRESH_INTERVAL
+            if fetch_now:
+                cached.fetched_at = time.monotonic()  # one attempt per interval, successful or not
+                in_flight = self._in_flight[url] = threading.Event()
+        if in_flight is None:
+            return None  # unknown kid, refreshed recently: do not hammer the issuer
+        if not fetch_now:
+            in_flight.wait(JWKS_FETCH_DEADLINE)  # someone else is fetching: wait for it, bounded
+            with self._lock:
+                return self._sets[url].keys.get(kid)
+        keys = None
+        try:
             keys = _fetch_jwks(url)
-            if cached is None:
-                cached = _KeySet()
-                self._sets[url] = cached
-            cached.fetched_at = now
-            if keys is not None:
-                cached.keys = keys
-            return cached.keys.get(kid)
+        finally:
+            with self._lock:
+                if keys is not None:
+                    self._sets[url].keys = keys
+                self._in_flight.pop(url, None)
+            in_flight.set()
+        return (keys or {}).get(kid)
 
 
-def _fetch_jwks(url: str) -> dict[str, dict[str, Any]] | None:
-    """The JWK Set at ``url``; None when it cannot be fetched or parsed (the old keys stay in use)."""
+def _fetch_jwks(url: str, deadline: float = JWKS_FETCH_DEADLINE) -> dict[str, dict[str, Any]] | None:
+    """The JWK Set at ``url``, read within ``deadline`` seconds in all (a drip-fed body is cut off); None when it
+    cannot be fetched or parsed in time (the old keys stay in use)."""
+    ends = time.monotonic() + deadline
     try:
-        with requests.get(
-            url, timeout=JWKS_FETCH_TIMEOUT, headers={"Accept": "application/json"}, stream=True
-        ) as response:
+        with requests.get(url, timeout=(JWKS_FETCH_TIMEOUT, JWKS_FETCH_TIMEOUT),
+                          headers={"Accept": "application/json"}, stream=True, allow_redirects=False) as response:
             if response.status_code != 200:
                 return None
-            body = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
-            if len(body) > JWKS_MAX_BYTES:
-                return None
+            read = getattr(response.raw, "read1", None) or response.raw.read
+            body = bytearray()
+            while chunk := read(16 * 1024, decode_content=True):
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES or time.monotonic() > ends:
+                    return None
             return _parse_jwks(json.loads(body))
-    except (requests.RequestException, ValueError, OSError):
+    except (requests.RequestException, urllib3.exceptions.HTTPError, ValueError, OSError):
         return None
 
 
@@ -312,29 +332,66 @@ def _verify(token: str, settings: Any, fields: dict[str, Any]) -> dict[str, Any]
 
 
 def _remember_jti(iss: str, jti: str, expires_epoch: float) -> None:
-    """Record ``iss|jti`` until it expires; raise ``_Reject("replay")`` when it was seen before."""
-    session_factory = current_app.extensions["hcc_cds_db"]
-    expires_at = datetime.fromtimestamp(expires_epoch, UTC)
-    _purge_expired(session_factory)
+    """Record ``iss|jti`` until it expires; raise ``_Reject("replay")`` when it was seen before.
+
+    The shared database is the replay store. While it is unreachable (service-contract.md §11: never a 401 for
+    that) the check falls back to this process's own memory, so a replay within one worker is still refused.
+    """
+    database: Database = current_app.extensions["hcc_cds_database"]
+    key = f"{iss}|{jti}"
+    local = _local_jtis()
+    if local.seen(key):
+        raise _Reject("replay")
     try:
-        with session_factory() as session, session.begin():
-            session.add(UsedJti(key=f"{iss}|{jti}", expires_at=expires_at))
+        _purge_expired(database)
+        with database.transaction() as session:
+            session.add(UsedJti(key=key, expires_at=datetime.fromtimestamp(expires_epoch, UTC)))
     except IntegrityError:
         raise _Reject("replay") from None
-    except Exception:  # database unreachable: fail closed
-        raise _Reject("replay-store-error") from None
+    except DatabaseUnavailable as exc:
+        log_event("jti_store_unavailable", level=logging.WARNING, reason=exc.reason)
+    local.add(key, expires_epoch)
 
 
-def _purge_expired(session_factory: Any) -> None:
+class _LocalJtis:
+    """Recently used JWT ids of this process (bounded; entries leave at their expiry)."""
+
+    MAX = 100_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._expiry: dict[str, float] = {}
+
+    def seen(self, key: str) -> bool:
+        with self._lock:
+            expires = self._expiry.get(key)
+            return expires is not None and expires >= time.time()
+
+    def add(self, key: str, expires_epoch: float) -> None:
+        with self._lock:
+            if len(self._expiry) >= self.MAX:
+                now = time.time()
+                self._expiry = {k: v for k, v in self._expiry.items() if v >= now}
+                while len(self._expiry) >= self.MAX:  # all still live: drop the soonest to expire
+                    self._expiry.pop(min(self._expiry, key=self._expiry.__getitem__))
+            self._expiry[key] = expires_epoch
+
+
+def _local_jtis() -> _LocalJtis:
+    return current_app.extensions.setdefault(_EXTENSION, {}).setdefault("local_jtis", _LocalJtis())
+
+
+def _purge_expired(database: Database) -> None:
+    """At most once per ``PURGE_INTERVAL`` per process: delete expired JWT ids and issued-card records."""
     state = current_app.extensions.setdefault(_EXTENSION, {})
     now = time.monotonic()
     if now - state.get("last_purge", float("-inf")) < PURGE_INTERVAL:
         return
     state["last_purge"] = now
     try:
-        with session_factory() as session, session.begin():
-            session.execute(delete(UsedJti).where(UsedJti.expires_at < datetime.now(UTC)))
-    except Exception:  # best effort; a later request tries again
+        with database.transaction() as session:
+            purge_expired(session)
+    except (DatabaseUnavailable, IntegrityError):  # best effort; a later request tries again
         state["last_purge"] = float("-inf")
 
 
@@ -363,10 +420,10 @@ def authenticate() -> dict | None:
     except _Reject as rejection:
         log_event("auth", outcome="rejected", reason=rejection.reason,
                   **{k: _clip(v) for k, v in fields.items()})
-        raise ServiceError(401, UNAUTHORIZED) from None
+        raise ServiceError(401, UNAUTHORIZED, "auth:" + rejection.reason, _CHALLENGE) from None
     except Exception as exc:  # anything unexpected is still a plain 401, never a 500 with details
         log_event("auth", outcome="rejected", reason="error", error_type=type(exc).__name__,
                   **{k: _clip(v) for k, v in fields.items()})
-        raise ServiceError(401, UNAUTHORIZED) from None
+        raise ServiceError(401, UNAUTHORIZED, "auth:error", _CHALLENGE) from None
     g.auth_iss = claims.get("iss")
     return claims

@@ -18,9 +18,12 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from demo.fhirstore import FhirStore, FhirStoreError
 
 from .config import ConfigError, Settings
+from .db import DatabaseUnavailable
 from .discovery import PREFETCH, SERVICES
 
 HOOK_SERVICE = {service.hook: service.id for service in SERVICES.values()}
@@ -233,12 +236,38 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_feedback_report(_args: argparse.Namespace) -> int:
-    from .db import make_engine, make_session_factory
-    from .feedback import feedback_report
+def _database():  # type: ignore[no-untyped-def]
+    from .db import Database
 
     settings = Settings.from_env()
-    print(feedback_report(make_session_factory(make_engine(settings.feedback_db))))
+    return Database(settings.feedback_db, settings.db_timeout)
+
+
+def _cmd_feedback_report(_args: argparse.Namespace) -> int:
+    from .feedback import feedback_report
+
+    database = _database()
+    database.ensure_schema()
+    print(feedback_report(database.sessions))
+    return 0
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    """``db upgrade``: run the Alembic migrations (safe while the service runs); ``db purge``: delete expired
+    JWT ids and issued-card records; ``db current``: the schema revision."""
+    from .db import current_revision, head_revision, purge_expired, upgrade
+
+    database = _database()
+    if args.action == "upgrade":
+        upgrade(database.engine)
+        print(f"database schema at revision {current_revision(database.engine)} (head {head_revision()})")
+    elif args.action == "purge":
+        database.ensure_schema()
+        with database.transaction() as session:
+            jti, cards = purge_expired(session)
+        print(f"purged {jti} expired JWT ids and {cards} expired issued-card records")
+    else:
+        print(current_revision(database.engine) or "none")
     return 0
 
 
@@ -300,15 +329,24 @@ def main(argv: list[str] | None = None) -> int:
     pol.set_defaults(func=_cmd_policy)
     report = commands.add_parser("feedback-report", help="acceptance and override rates per check and reason")
     report.set_defaults(func=_cmd_feedback_report)
+    database = commands.add_parser("db", help="database schema (Alembic migrations) and purge of expired records")
+    database.add_argument("action", choices=["upgrade", "purge", "current"])
+    database.set_defaults(func=_cmd_db)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(f"hcc-cds: configuration error: {exc}", file=sys.stderr)
         return 2
     except CliError as exc:
         print(f"hcc-cds {args.command}: {exc}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as exc:
+        print(f"hcc-cds: database unavailable ({exc.reason})", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"hcc-cds: database error ({type(exc).__name__})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

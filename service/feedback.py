@@ -23,10 +23,11 @@ from sqlalchemy.orm import sessionmaker
 
 from .auth import authenticate
 from .body import read_json
-from .db import FeedbackRecord, IssuedCard
+from .db import Database, DatabaseUnavailable, FeedbackRecord, IssuedCard
 from .discovery import SERVICES
 from .errors import ServiceError
 from .logs import log_event
+from .metrics import FEEDBACK
 from .validation import feedback_errors
 
 bp = Blueprint("feedback", __name__)
@@ -141,63 +142,66 @@ def _records_from_body(service_id: str, body: dict) -> list[dict]:
 # Storage
 
 
-def store_feedback(session_factory: sessionmaker, rows: list[dict]) -> int:
+def store_feedback(database: Database, rows: list[dict]) -> int:
     """Insert rows whose (card uuid, outcome) is new, in one transaction; return how many were stored.
 
     Card types come from ``IssuedCard``. A concurrent insert of the same pair makes the transaction fail on
-    the unique constraint; it is then retried and the pair is found already stored.
+    the unique constraint; it is then retried and the pair is found already stored. ``DatabaseUnavailable``
+    when the database cannot be used (the caller answers 503: the client keeps the feedback and retries).
     """
     if not rows:
         return 0
     uuids = sorted({row["card_uuid"] for row in rows})
     for attempt in range(_INSERT_ATTEMPTS):
-        with session_factory() as session:
-            try:
-                with session.begin():
-                    types = dict(session.execute(
-                        select(IssuedCard.card_uuid, IssuedCard.card_type)
-                        .where(IssuedCard.card_uuid.in_(uuids))
-                    ).all())
-                    existing = {tuple(pair) for pair in session.execute(
-                        select(FeedbackRecord.card_uuid, FeedbackRecord.outcome)
-                        .where(FeedbackRecord.card_uuid.in_(uuids))
-                    ).all()}
-                    new = [
-                        {**row, "card_type": types.get(row["card_uuid"], UNKNOWN_CARD_TYPE)}
-                        for row in rows
-                        if (row["card_uuid"], row["outcome"]) not in existing
-                    ]
-                    if new:
-                        session.execute(insert(FeedbackRecord), new)
-                return len(new)
-            except IntegrityError:
-                if attempt == _INSERT_ATTEMPTS - 1:
-                    raise
+        try:
+            with database.transaction() as session:
+                types = dict(session.execute(
+                    select(IssuedCard.card_uuid, IssuedCard.card_type)
+                    .where(IssuedCard.card_uuid.in_(uuids))
+                ).all())
+                existing = {tuple(pair) for pair in session.execute(
+                    select(FeedbackRecord.card_uuid, FeedbackRecord.outcome)
+                    .where(FeedbackRecord.card_uuid.in_(uuids))
+                ).all()}
+                new = [
+                    {**row, "card_type": types.get(row["card_uuid"], UNKNOWN_CARD_TYPE)}
+                    for row in rows
+                    if (row["card_uuid"], row["outcome"]) not in existing
+                ]
+                if new:
+                    session.execute(insert(FeedbackRecord), new)
+            return len(new)
+        except IntegrityError:
+            if attempt == _INSERT_ATTEMPTS - 1:
+                raise
     return 0  # pragma: no cover - the loop either returns or raises
 
 
 @bp.post("/cds-services/<service_id>/feedback")
 def receive_feedback(service_id: str) -> ResponseReturnValue:
     if service_id not in SERVICES:
-        raise ServiceError(404, "unknown service")
+        raise ServiceError(404, "unknown service", "unknown-service")
     g.service_id = service_id
     authenticate()
     body = read_json()
     if body is None:
-        raise ServiceError(400, "request body must be JSON (Content-Type: application/json)")
+        raise ServiceError(400, "request body must be JSON (Content-Type: application/json)", "not-json")
     items = body.get("feedback") if isinstance(body, dict) else None
     if isinstance(items, list) and len(items) > MAX_ITEMS:
-        raise ServiceError(413, f"at most {MAX_ITEMS} feedback items per request")
+        raise ServiceError(413, f"at most {MAX_ITEMS} feedback items per request", "too-many-items")
     errors = feedback_errors(body)
     if errors:
-        raise ServiceError(400, "invalid feedback: " + "; ".join(errors))
+        raise ServiceError(400, "invalid feedback: " + "; ".join(errors), "invalid-feedback")
     rows = _records_from_body(service_id, body)
     try:
-        stored = store_feedback(current_app.extensions["hcc_cds_db"], rows)
-    except SQLAlchemyError as exc:
+        stored = store_feedback(current_app.extensions["hcc_cds_database"], rows)
+    except (DatabaseUnavailable, IntegrityError) as exc:
         log_event("feedback_store_error", level=logging.ERROR, service_id=service_id,
-                  error_type=type(exc).__name__)
-        raise ServiceError(503, "feedback store unavailable, please retry") from None
+                  error_type=getattr(exc, "reason", type(exc).__name__))
+        raise ServiceError(503, "feedback store unavailable, please retry", "database-unavailable",
+                           {"Retry-After": "5"}) from None
+    FEEDBACK.labels(outcome="stored").inc(stored)
+    FEEDBACK.labels(outcome="duplicate").inc(len(rows) - stored)
     received = len(body.get("feedback") or [])
     log_event("feedback", service_id=service_id, received=received, stored=stored)
     return jsonify({"received": received, "stored": stored}), 200
@@ -223,12 +227,11 @@ def card_type_of(card: dict) -> str:
     return UNKNOWN_CARD_TYPE
 
 
-def record_issued_cards(
-    service_id: str, cards: list[dict], session_factory: sessionmaker | None = None
-) -> None:
+def record_issued_cards(service_id: str, cards: list[dict]) -> None:
     """Remember uuid -> card type for the cards of one response (one transaction; never raises on DB errors).
 
-    Called by the hook endpoints after building a response; a failure here must not fail the hook call.
+    Called by the hook endpoints after building a response; a failure here must not fail the hook call, and
+    while the database is known to be down it is not even tried (the cards go out without bookkeeping).
     """
     rows: dict[str, dict] = {}
     for card in cards or []:
@@ -240,12 +243,11 @@ def record_issued_cards(
     if not rows:
         return
     try:
-        factory = session_factory or current_app.extensions["hcc_cds_db"]
-        with factory() as session, session.begin():
+        with current_app.extensions["hcc_cds_database"].transaction() as session:
             session.execute(insert(IssuedCard), list(rows.values()))
-    except SQLAlchemyError as exc:
+    except (DatabaseUnavailable, SQLAlchemyError) as exc:
         log_event("issued_cards_store_error", level=logging.WARNING, service_id=service_id,
-                  error_type=type(exc).__name__)
+                  error_type=getattr(exc, "reason", type(exc).__name__))
 
 
 # --------------------------------------------------------------------------------------------------------

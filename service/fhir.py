@@ -19,15 +19,18 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
+from flask import g, has_request_context, request
 from requests.auth import AuthBase
 
+from service import metrics
 from service.config import Settings
 
 log = logging.getLogger("hcc_cds.fhir")
@@ -44,6 +47,7 @@ _USER_TOKENS = {
     "userRelatedPersonId": "RelatedPerson",
 }
 _KEEP_MODES = {None, "match", "include"}
+_ENCODED_SEPARATOR = re.compile(r"%(2f|5c|2e)", re.IGNORECASE)
 
 
 @dataclass
@@ -145,6 +149,8 @@ def _parse_base(url: str) -> tuple[str, str, int, str] | None:
     if parts.query or parts.fragment or "@" in parts.netloc:
         return None
     path = parts.path.rstrip("/")
+    if _ENCODED_SEPARATOR.search(path):  # %2F, %5C or %2E: a server may decode them into another path
+        return None
     if any(unquote(segment) in {".", ".."} for segment in path.split("/")):
         return None
     return scheme, parts.hostname.lower().rstrip("."), port or _DEFAULT_PORTS[scheme], path
@@ -236,12 +242,21 @@ class _Call:
     deadline: float
     budget: _ByteBudget
     stop: threading.Event
+    requests_left: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def remaining(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0 or self.stop.is_set():
             raise _Failure("timed out")
         return left
+
+    def take_request(self) -> None:
+        """Count one outbound request against the call's budget (all keys and pages together)."""
+        with self._lock:
+            self.requests_left -= 1
+            if self.requests_left < 0:
+                raise _Failure("too many requests")
 
 
 def _reason(exc: Exception) -> str:
@@ -260,6 +275,8 @@ def _reason(exc: Exception) -> str:
 
 def _get_json(session: requests.Session, url: str, call: _Call) -> object:
     left = call.remaining()
+    call.take_request()
+    limit = call.settings.fhir_max_response_bytes
     timeout = (min(call.settings.fhir_connect_timeout, left), min(call.settings.fhir_read_timeout, left))
     try:
         with session.get(url, headers=_HEADERS, auth=call.auth, timeout=timeout, stream=True,
@@ -267,7 +284,7 @@ def _get_json(session: requests.Session, url: str, call: _Call) -> object:
             if not 200 <= r.status_code < 300:
                 raise _Failure(f"HTTP {r.status_code}")
             length = r.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > call.budget.left():
+            if length.isdigit() and int(length) > min(call.budget.left(), limit):
                 raise _Failure("response too large")
             # read1 (urllib3 >= 2) returns as soon as any bytes arrive, so a drip-fed body still meets the
             # deadline; read(n) and iter_content() would block until n bytes came
@@ -277,6 +294,8 @@ def _get_json(session: requests.Session, url: str, call: _Call) -> object:
                 call.remaining()
                 call.budget.take(len(chunk))
                 body += chunk
+                if len(body) > limit:  # streaming limit: one response never grows past it in memory
+                    raise _Failure("response too large")
     except (OSError, urllib3.exceptions.HTTPError) as exc:  # requests' exceptions are OSErrors
         raise _Failure(_reason(exc)) from exc
     try:
@@ -380,15 +399,130 @@ def fetch(
     fails is in ``failures`` with a short reason, never the token. A ``fhir_server`` that
     :func:`is_allowed` refuses is not contacted (every key fails with "FHIR server not allowed").
     """
-    deadline = time.monotonic() + settings.fhir_deadline
+    deadline = call_deadline(settings)
     outcome = FetchOutcome()
     if not queries:
         return outcome
     if not is_allowed(fhir_server, settings):
         outcome.failures = dict.fromkeys(queries, "FHIR server not allowed")
         return outcome
+    started = time.monotonic()
+    with host_slot(fhir_server, settings, deadline) as busy:
+        if busy:
+            outcome.failures = dict.fromkeys(queries, busy)
+        else:
+            futures = _run_keys(queries, fhir_server, access_token, settings, deadline)
+    if not busy:
+        _collect(futures, outcome)
+        note_host_outcome(fhir_server, settings, outcome)
+    metrics.FHIR_FETCHES.labels(outcome="failed" if outcome.failures else "ok").observe(time.monotonic() - started)
+    for key, reason in outcome.failures.items():
+        metrics.FHIR_FAILURES.labels(reason=_metric_reason(reason)).inc()
+        log.info("FHIR fetch for key %s failed: %s", key, reason)
+    return outcome
+
+
+# --- transport bulkheads: deadline from arrival, per-host concurrency, request budget (issue 10 #5, #8) -------
+
+
+def call_deadline(settings: Settings) -> float:
+    """The monotonic time by which this hook call's FHIR fetches must end: ``fhir_deadline`` seconds after the
+    request *arrived*, so time spent queued in nginx and gunicorn counts too. Arrival is the earlier of when the
+    app received the request and nginx's ``X-Request-Start: t=<epoch seconds>`` (deploy/nginx sets it). The header
+    can only shorten the caller's own deadline, so it needs no trust."""
+    now = time.monotonic()
+    if not has_request_context():
+        return now + settings.fhir_deadline
+    waited = 0.0
+    started = g.get("request_started")  # perf_counter() when the app got the request (service/logs.py)
+    if isinstance(started, float):
+        waited = max(waited, time.perf_counter() - started)
+    match = re.fullmatch(r"t=(\d{9,11}(?:\.\d{1,6})?)", request.headers.get("X-Request-Start", "").strip())
+    if match:
+        waited = max(waited, min(time.time() - float(match.group(1)), 3600.0))
+    return now - waited + settings.fhir_deadline
+
+
+SLOT_RESERVE = 1.0  # seconds of the deadline a call keeps for its own fetch: it waits for a slot until then
+TROUBLE_SECONDS = 10.0  # a host that timed out is "in trouble" this long
+
+
+@dataclass
+class _Host:
+    slots: threading.BoundedSemaphore
+    probe: threading.Lock = field(default_factory=threading.Lock)
+    trouble_until: float = float("-inf")
+
+    def in_trouble(self) -> bool:
+        return time.monotonic() < self.trouble_until
+
+
+_HOSTS: dict[tuple[str, str, int], _Host] = {}
+_HOSTS_LOCK = threading.Lock()
+BUSY = "FHIR server busy (it timed out recently and is being probed)"
+
+
+def _host(fhir_server: str, settings: Settings) -> _Host:
+    base = _parse_base(fhir_server)
+    key = base[:3] if base else ("", fhir_server, 0)
+    with _HOSTS_LOCK:
+        host = _HOSTS.get(key)
+        if host is None:
+            host = _HOSTS[key] = _Host(threading.BoundedSemaphore(settings.fhir_host_concurrency))
+        return host
+
+
+@contextmanager
+def host_slot(fhir_server: str, settings: Settings, deadline: float) -> Iterator[str | None]:
+    """A bulkhead per FHIR host and worker process (Nygard, *Release It!*): yields None when the call may fetch,
+    else the failure reason.
+
+    A healthy host serves at most ``settings.fhir_host_concurrency`` calls of this process at once; others queue
+    for a slot while their deadline allows. A host whose requests timed out within ``TROUBLE_SECONDS`` gets one
+    call at a time (a probe) and every other call is shed at once, so a hung host holds one thread per worker,
+    not all of them; the first probe that does not time out ends the trouble.
+    """
+    host = _host(fhir_server, settings)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        yield "timed out (queued too long)"
+        return
+    probing = host.in_trouble()
+    if probing and not host.probe.acquire(blocking=False):
+        yield BUSY
+        return
+    try:
+        if not host.slots.acquire(timeout=max(left - SLOT_RESERVE, 0.0) if not probing else 0.05):
+            yield "timed out (waiting for the FHIR server)"
+            return
+        try:
+            if not probing and host.in_trouble():  # it timed out while this call waited: shed it
+                yield BUSY
+                return
+            yield None
+        finally:
+            host.slots.release()
+    finally:
+        if probing:
+            host.probe.release()
+
+
+def note_host_outcome(fhir_server: str, settings: Settings, outcome: FetchOutcome) -> None:
+    """A call whose every query timed out (a hung host, not merely a slow page) puts the host in trouble; a call
+    that got data takes it out."""
+    host = _host(fhir_server, settings)
+    if outcome.failures and not outcome.resources and set(outcome.failures.values()) == {"timed out"}:
+        host.trouble_until = time.monotonic() + TROUBLE_SECONDS
+    elif outcome.resources:
+        host.trouble_until = float("-inf")
+
+
+def _run_keys(queries: Mapping[str, str], fhir_server: str, access_token: str | None, settings: Settings,
+              deadline: float) -> dict[str, Future]:
+    """Fetch every key concurrently until done or ``deadline``; the futures (unfinished ones are abandoned)."""
     budget = _ByteBudget(settings.fhir_max_bytes)
-    call = _Call(_Bearer(access_token), settings, deadline, budget, threading.Event())
+    call = _Call(_Bearer(access_token), settings, deadline, budget, threading.Event(),
+                 requests_left=settings.fhir_max_requests)
     pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(queries)), thread_name_prefix="fhir-fetch")
     futures = {key: pool.submit(_fetch_key, query, fhir_server, call) for key, query in queries.items()}
     try:
@@ -396,6 +530,15 @@ def fetch(
     finally:
         call.stop.set()  # unfinished workers stop at their next check; their sockets time out by the deadline
         pool.shutdown(wait=False, cancel_futures=True)
+    return futures
+
+
+def _metric_reason(reason: str) -> str:
+    """A fixed label for a failure reason (``HTTP 503`` -> ``http``)."""
+    return "http" if reason.startswith("HTTP ") else reason.split(" (")[0][:40]
+
+
+def _collect(futures: dict[str, Future], outcome: FetchOutcome) -> None:
     for key, future in futures.items():
         if not future.done() or future.cancelled():
             outcome.failures[key] = "timed out"
@@ -407,6 +550,3 @@ def fetch(
         except Exception as exc:  # a bug must not break the hook call; no message (it could hold data)
             log.error("FHIR fetch for key %s failed unexpectedly: %s", key, type(exc).__name__)
             outcome.failures[key] = "request failed"
-    for key, reason in outcome.failures.items():
-        log.info("FHIR fetch for key %s failed: %s", key, reason)
-    return outcome

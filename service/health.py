@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
+
+from .db import Database
 
 bp = Blueprint("health", __name__)
 
@@ -16,10 +17,13 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: the database behind feedback and JWT replay records answers."""
-    try:
-        with current_app.extensions["hcc_cds_engine"].connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception:  # any driver error means "not ready"
-        return jsonify({"status": "unavailable", "database": "unreachable"}), 503
+    """Readiness: the database behind feedback and JWT replay records answers and its schema is migrated.
+
+    503 names the reason (an error class such as ``OperationalError``, never a message, which could hold the
+    database URL); the probe tries the database each time, so readiness returns by itself when it is back.
+    """
+    database: Database = current_app.extensions["hcc_cds_database"]
+    reason = database.probe()
+    if reason is not None:
+        return jsonify({"status": "unavailable", "database": "unreachable", "reason": reason}), 503
     return jsonify({"status": "ok", "database": "ok"})

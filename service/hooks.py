@@ -20,6 +20,7 @@ from .discovery import SERVICES, discovery_document
 from .errors import ServiceError
 from .feedback import record_issued_cards
 from .gather import gather
+from .metrics import count_cards
 from .validation import request_errors
 
 bp = Blueprint("hooks", __name__)
@@ -47,12 +48,12 @@ def app_launch_url(settings) -> str:  # type: ignore[no-untyped-def]
 def _read_request(service_hook: str) -> dict:
     body = read_json()
     if body is None:
-        raise ServiceError(400, "request body must be a JSON object")
+        raise ServiceError(400, "request body must be a JSON object", "not-json")
     errors = request_errors(body)
     if errors:
-        raise ServiceError(400, "invalid CDS Hooks request: " + "; ".join(errors[:5]))
+        raise ServiceError(400, "invalid CDS Hooks request: " + "; ".join(errors[:5]), "invalid-request")
     if body["hook"] != service_hook:
-        raise ServiceError(400, f"this service answers the '{service_hook}' hook, not '{body['hook']}'")
+        raise ServiceError(400, f"this service answers the '{service_hook}' hook, not '{body['hook']}'", "wrong-hook")
     return body
 
 
@@ -60,7 +61,7 @@ def _read_request(service_hook: str) -> dict:
 def call_service(service_id: str):
     service = SERVICES.get(service_id)
     if service is None:
-        raise ServiceError(404, f"unknown CDS service '{service_id}'")
+        raise ServiceError(404, f"unknown CDS service '{service_id}'", "unknown-service")
     g.service_id = service.id
     started = time.perf_counter()
     authenticate()
@@ -73,7 +74,7 @@ def call_service(service_id: str):
         try:
             check_order_context(context["draftOrders"], selections)  # before any FHIR call
         except OrderContextError as exc:
-            raise ServiceError(400, f"invalid order context: {exc}") from exc
+            raise ServiceError(400, f"invalid order context: {exc}", "invalid-order-context") from exc
     gathered = gather(body, settings)
     g.timings = {"gather_ms": round((time.perf_counter() - started) * 1000, 1)}
     now = clock()
@@ -85,4 +86,5 @@ def call_service(service_id: str):
                                 policy=settings.policy, unavailable=gathered.unavailable).cards
     g.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     record_issued_cards(service.id, cards)
+    count_cards(cards)
     return jsonify({"cards": cards})

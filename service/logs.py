@@ -156,6 +156,9 @@ def init_app(app: Flask) -> None:
         timings = g.get("timings")
         if isinstance(timings, dict) and timings:
             fields["timings"] = {str(stage): _ms(value) for stage, value in timings.items()}
+        reason = g.get("error_reason")
+        if response.status_code >= 400:
+            fields["reason"] = reason or f"http-{response.status_code}"
         iss = g.get("auth_iss")
         if iss:
             fields["auth_iss"] = iss

@@ -91,6 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops simultaneous connects (a 1 s SYN retry)
     fake: FakeFHIR
 
 
@@ -181,6 +182,18 @@ class FakeFHIR:
             padding = "x" * int(params.get("n", "100000"))
             body = searchset([match({"resourceType": "Basic", "id": "big", "text": {"div": padding}})])
             h.send(200, body, length=params.get("length", "1") == "1")
+        elif path == "/fhir/stream":  # ~mb MB of one Bundle, written 64 KB at a time (no large buffer here)
+            h.send_response(200)
+            h.send_header("Content-Type", "application/fhir+json")
+            h.end_headers()
+            h.wfile.write(b'{"resourceType":"Bundle","type":"searchset","entry":[{"resource":'
+                          b'{"resourceType":"Basic","id":"big","text":{"div":"')
+            block = b"x" * 65536
+            for _ in range(int(float(params.get("mb", "17")) * 16)):
+                h.wfile.write(block)
+            h.wfile.write(b'"}}}]}')
+        elif path == "/fhir/loop":  # a searchset whose next link is itself: paging that never ends
+            h.send(200, searchset([match(observation("loop-1", "p"))], f"{base}/fhir/loop"))
         elif path == "/fhir/html":
             h.send(200, b"<html><body>Login</body></html>", content_type="text/html")
         elif path == "/fhir/outcome":

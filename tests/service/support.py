@@ -1,10 +1,17 @@
-"""Helpers shared by the service tests: recorded fixture requests and their evaluation time."""
+"""Helpers shared by the service tests: recorded fixture requests, their evaluation time, a JWT issuer."""
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENTS_DIR = ROOT / "fixtures" / "patients"
@@ -17,3 +24,26 @@ def fixture_request(name: str, hook: str = "patient-view") -> dict:
 
 def evaluated_at(request: dict) -> datetime:
     return datetime.fromisoformat(request["extension"]["hcc-cds.fixture"]["evaluatedAt"].replace("Z", "+00:00"))
+
+
+@dataclass
+class Issuer:
+    """A CDS Client's ES384 signing key, trusted by the service through a JWKS file."""
+
+    iss: str = "https://ehr.test"
+    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP384R1()))
+    kid: str = "test-key-1"
+
+    def write_jwks(self, path: Path) -> Path:
+        jwk = ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        jwk.update(kid=self.kid, use="sig", alg="ES384")
+        path.write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+        return path
+
+    def token(self, aud: str, jti: str | None = None) -> str:
+        now = int(time.time())
+        claims = {"iss": self.iss, "aud": aud, "iat": now, "exp": now + 300, "jti": jti or str(uuid.uuid4())}
+        return jwt.encode(claims, self.key, algorithm="ES384", headers={"typ": "JWT", "kid": self.kid})
+
+    def headers(self, aud: str, jti: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(aud, jti)}"}

@@ -7,12 +7,15 @@ Tests go through a real Flask app from ``create_app`` with a throwaway blueprint
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from service import create_app
 from service.config import SANDBOX_ISSUER, SANDBOX_JWKS_FILE, Settings
 from service.db import UsedJti
 from service.errors import error_response
+from tests.service.fhir_test_servers import closed_port_url
 
 ISS = "https://ehr.example"
 PROBE_URL = "http://localhost/probe/svc"
@@ -446,37 +450,92 @@ def test_jku_ignored_for_a_file_issuer(client, keys, monkeypatch):
     assert client.post("/probe/svc", headers=bearer(tok)).status_code == 200
 
 
-def test_fetch_jwks_uses_a_short_timeout(monkeypatch, keys):
-    seen: dict = {}
+class JwksServer:
+    """A real JWKS endpoint on 127.0.0.1; ``drip`` makes it send its body one byte per second (issue 10 #6)."""
 
-    class FakeResponse:
-        status_code = 200
+    def __init__(self, document: dict) -> None:
+        owner = self
+        self.body = json.dumps(document).encode()
+        self.drip = False
+        self.hits = 0
 
-        def __init__(self) -> None:
-            self.raw = self
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
 
-        def read(self, n, decode_content=False):
-            return json.dumps(keys.jwks()).encode()[:n]
+            def do_GET(self) -> None:
+                owner.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(owner.body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    if not owner.drip:
+                        self.wfile.write(owner.body)
+                        return
+                    for byte in owner.body[:60]:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(1.0)
 
-        def __enter__(self):
-            return self
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
-        def __exit__(self, *exc):
-            return False
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
-    def fake_get(url, **kwargs):
-        seen.update(kwargs, url=url)
-        return FakeResponse()
 
-    monkeypatch.setattr(auth_module.requests, "get", fake_get)
-    assert set(auth_module._fetch_jwks(JWKS_URL)) == {keys.ec_kid, keys.rsa_kid}
-    assert seen["timeout"] == 2.0 and seen["url"] == JWKS_URL
+@pytest.fixture
+def jwks_server(keys):
+    server = JwksServer(keys.jwks())
+    yield server
+    server.close()
 
-    def failing_get(url, **kwargs):
-        raise auth_module.requests.ConnectionError("down")
 
-    monkeypatch.setattr(auth_module.requests, "get", failing_get)
-    assert auth_module._fetch_jwks(JWKS_URL) is None
+def test_fetch_jwks_from_a_real_endpoint(jwks_server, keys):
+    assert set(auth_module._fetch_jwks(jwks_server.url)) == {keys.ec_kid, keys.rsa_kid}
+    assert auth_module._fetch_jwks(closed_port_url()) is None
+
+
+def test_drip_fed_jwks_is_cut_off_at_the_fetch_deadline(jwks_server):
+    """Before: a body sent one byte per second was read to its end (60 s here); now the fetch gives up at 2 s."""
+    jwks_server.drip = True
+    started = time.monotonic()
+    assert auth_module._fetch_jwks(jwks_server.url) is None
+    assert time.monotonic() - started < auth_module.JWKS_FETCH_DEADLINE + 1.5
+
+
+def test_slow_jwks_refresh_holds_no_call_of_the_issuer(tmp_path, jwks_server, keys):
+    """A refresh stuck on a drip-fed JWKS does not hold calls with a known kid, and unknown-kid calls get their
+    401 within the fetch deadline (before: every call of the issuer waited for the fetch, 60 s or more)."""
+    settings = Settings(auth_mode="required", trusted_issuers={ISS: jwks_server.url},
+                        feedback_db=f"sqlite:///{tmp_path}/slow-jwks.sqlite3")
+    app = make_app(settings)
+    assert app.test_client().post("/probe/svc", headers=bearer(token(keys))).status_code == 200  # keys cached
+    jwks_server.drip = True
+    app.extensions["hcc_cds_auth"]["keys"]._sets[jwks_server.url].fetched_at = float("-inf")  # refresh is due
+    results: dict[str, tuple[int, float]] = {}
+
+    def call(name: str, tok: str) -> None:
+        started = time.monotonic()
+        status = app.test_client().post("/probe/svc", headers=bearer(tok)).status_code
+        results[name] = (status, time.monotonic() - started)
+
+    unknown = [threading.Thread(target=call, args=(f"rotated-{i}", token(keys, kid="rotated"))) for i in range(4)]
+    for thread in unknown:
+        thread.start()
+    time.sleep(0.3)  # the refresh is now in flight
+    call("known", token(keys))
+    for thread in unknown:
+        thread.join(10)
+    assert results["known"][0] == 200 and results["known"][1] < 0.5
+    for i in range(4):
+        status, elapsed = results[f"rotated-{i}"]
+        assert status == 401 and elapsed < auth_module.JWKS_FETCH_DEADLINE + 2.0
+    assert jwks_server.hits == 2  # one initial fetch, one refresh shared by the four calls
 
 
 def test_private_and_symmetric_keys_in_a_jwks_are_ignored(keys):

@@ -1,0 +1,1 @@
+"""The production stack: nginx in front of gunicorn, PostgreSQL as the store (compose.yaml; stack.py)."""
