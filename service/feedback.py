@@ -92,7 +92,7 @@ def _checked(value: object, limit: int, what: str, index: int) -> str | None:
     return value
 
 
-def _records_from_body(service_id: str, body: dict) -> list[dict]:
+def records_from_body(service_id: str, body: dict) -> list[dict]:
     """Turn a schema-valid feedback body into column dicts; 400 on what the schema cannot express."""
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
@@ -192,7 +192,7 @@ def receive_feedback(service_id: str) -> ResponseReturnValue:
     errors = feedback_errors(body)
     if errors:
         raise ServiceError(400, "invalid feedback: " + "; ".join(errors), "invalid-feedback")
-    rows = _records_from_body(service_id, body)
+    rows = records_from_body(service_id, body)
     try:
         stored = store_feedback(current_app.extensions["hcc_cds_database"], rows)
     except (DatabaseUnavailable, IntegrityError) as exc:

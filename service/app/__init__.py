@@ -23,8 +23,9 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
+from ..db import DatabaseUnavailable
 from ..errors import ServiceError
-from ..feedback import _records_from_body, store_feedback
+from ..feedback import records_from_body, store_feedback
 from ..fhir import fetch, is_allowed
 from ..gather import gather
 from ..hooks import clock
@@ -221,11 +222,11 @@ def feedback() -> tuple[Response, int] | Response:
         item.update(outcome="overridden", overrideReason={"reason": {"system": DECLINE_SYSTEM, "code": reason,
                                                                      "display": reasons[reason]}})
     try:
-        rows = _records_from_body(SERVICE_ID, {"feedback": [item]})
-        stored = store_feedback(current_app.extensions["hcc_cds_db"], rows)
+        rows = records_from_body(SERVICE_ID, {"feedback": [item]})
+        stored = store_feedback(current_app.extensions["hcc_cds_database"], rows)
     except ServiceError as exc:
         return _json({"error": exc.message}, exc.status)
-    except SQLAlchemyError:
+    except (DatabaseUnavailable, SQLAlchemyError):
         return _json({"error": "feedback store unavailable, please retry"}, 503)
     log_event("app-feedback", outcome=item["outcome"], stored=stored)
     return _json({"stored": stored, "outcome": item["outcome"]}, 200)
