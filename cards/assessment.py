@@ -166,6 +166,21 @@ _TYPE_WORDS = {"Observation": "result", "Condition": "diagnosis", "MedicationReq
                "Medication": "medication definition"}
 
 
+_ELEMENT_WORDS = {"valueQuantity": "value", "valueInteger": "value", "valueCodeableConcept": "value",
+                  "valueString": "value", "effectiveDateTime": "date", "effectivePeriod": "date",
+                  "effectiveInstant": "date", "issued": "date", "onsetDateTime": "onset date",
+                  "recordedDate": "recorded date", "authoredOn": "order date", "subject": "patient reference",
+                  "code": "code", "category": "category", "status": "status", "intent": "intent",
+                  "medicationCodeableConcept": "medication", "medicationReference": "medication",
+                  "dosageInstruction": "dosage", "resource": "structure"}
+
+
+def _element_words(elements: str) -> str:
+    """FHIR element names in a clinician's words ("valueQuantity" -> "value")."""
+    words = [_ELEMENT_WORDS.get(e.strip(), e.strip()) for e in elements.split(",")]
+    return " and ".join(dict.fromkeys(words)) + (" element" if words in (["category"], ["structure"]) else "")
+
+
 def assess(record: PatientRecord, context: EvaluationContext | datetime, *,
            unavailable: tuple[str, ...] = ()) -> Assessment:
     """Compute every derived quantity. Pure: same record, time and policy give the same assessment."""
@@ -198,11 +213,12 @@ def assess(record: PatientRecord, context: EvaluationContext | datetime, *,
         unavailable=unavailable,
     )
     # Validation happens lazily while assessing: collect what was skipped last.
-    skipped = tuple(f"a {_TYPE_WORDS.get(s.resource_type, 'record')} could not be read "
-                    f"({s.problem.replace('invalid R4 at ', 'malformed ')}): not used" for s in record.skipped)
+    skipped = tuple(f"a {_TYPE_WORDS.get(s.resource_type, 'record')} could not be read (its "
+                    f"{_element_words(s.problem.replace('invalid R4 at ', ''))} is malformed): not used"
+                    for s in record.skipped)
     if record.other_patient:
         count = len(record.other_patient)
         skipped += (f"{count} record{'s' if count != 1 else ''} of another patient ignored",)
-    malformed = tuple(f"a {_TYPE_WORDS.get(m.resource_type, 'record')} has a malformed element ({m.problem}): "
+    malformed = tuple(f"a {_TYPE_WORDS.get(m.resource_type, 'record')} has a malformed {_element_words(m.problem)}: "
                       "read without it" for m in record.malformed)
     return replace(assessment, skipped=skipped, malformed=malformed)

@@ -46,6 +46,7 @@ class ChildPugh:
     minimum: bool = False
     points: tuple[tuple[str, int], ...] = ()
     missing: tuple[str, ...] = ()  # current inputs lacking (bilirubin, albumin, inr)
+    unrecorded: tuple[str, ...] = ()  # ascites / encephalopathy not recorded as active (why the score is a minimum)
     inr: Measurement | None = None
     problems: tuple[Problem, ...] = ()
 
@@ -99,5 +100,7 @@ def assess_child_pugh(record: PatientRecord, albi: AlbiResult, now: date | datet
               ("ascites", ascites or 1),
               ("encephalopathy", encephalopathy or 1))
     score = sum(p for _name, p in points)
-    return ChildPugh("computed", score, child_pugh_class(score), minimum=ascites is None or encephalopathy is None,
-                     points=points, inr=inr, problems=tuple(problems))
+    unrecorded = tuple(name for name, found in (("ascites", ascites), ("encephalopathy", encephalopathy))
+                       if found is None)
+    return ChildPugh("computed", score, child_pugh_class(score), minimum=bool(unrecorded), points=points,
+                     unrecorded=unrecorded, inr=inr, problems=tuple(problems))

@@ -144,10 +144,13 @@ def latest_usable(
         if chosen is None:
             chosen = candidate
         elif abs(candidate.value - chosen.value) > 1e-9:
-            problems.append(Problem(concept, "conflict", f"two different {concept} results at the same time on "
-                                    f"{day(when)}: the worse one is used"))
             if (candidate.value - chosen.value) * worse > 0:
-                chosen = candidate
+                chosen, other = candidate, chosen
+            else:
+                other = candidate
+            problems.append(Problem(concept, "conflict", f"{concept} recorded twice at the same time on "
+                                    f"{day(when)} ({other.value:g} and {chosen.value:g} {unit_label}): the worse, "
+                                    f"{chosen.value:g}, is used"))
     if chosen is not None:
         if chosen.freshness == "stale":
             problems.append(Problem(concept, "stale", f"latest {concept} is from {day(chosen.date)}, older than "

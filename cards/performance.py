@@ -103,8 +103,9 @@ def _readings(record: PatientRecord, now: date | datetime, current_days: int,
             readings.append(reading)
             chosen_at = instant
         elif reading[0] != readings[0][0]:
-            problems.append(Problem("ecog", "conflict", f"two different {name} results at the same time on "
-                                    f"{day(when)}: the worse one is used"))
+            low, high = sorted((reading[0], readings[0][0]))
+            problems.append(Problem("ecog", "conflict", f"{name} recorded as {low} and {high} at the same time on "
+                                    f"{day(when)}: the worse, ECOG {high}, is used"))
             if reading[0] > readings[0][0]:
                 readings[0] = reading
     return readings, problems

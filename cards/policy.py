@@ -73,6 +73,7 @@ POLICY_SCHEMA: dict = _section({
         "eligible_after": {"type": "array", "minItems": 1, "uniqueItems": True,
                            "items": {"enum": [*REGIMENS, "any-ici"]}},
         "excluded_drugs": {"type": "array", "items": {"type": "string", "pattern": "^[a-z-]{3,40}$"}},
+        "drugs": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[a-z0-9-]{3,40}$"}},
         "completion": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?$"},
     })},
 })
@@ -88,6 +89,7 @@ class Trial:
     design: str
     eligible_after: tuple[str, ...]
     excluded_drugs: tuple[str, ...]
+    drugs: tuple[str, ...]  # the trial's systemic drugs (a trial of only the drugs that just failed is not listed)
     completion: date  # a month counts as its last day (clinical-rules.md §5)
     completion_text: str  # as written in the policy
 
@@ -225,7 +227,7 @@ def parse_policy(data: bytes, source: str) -> Policy:
         vascular_invasion_snomed=frozenset(raw["site_codes"]["vascular_invasion_snomed"]),
         extra_drug_names=tuple((k, tuple(v)) for k, v in sorted(raw["site_codes"]["extra_drug_names"].items())),
         trials=tuple(Trial(t["id"], t["phase"], t["design"], tuple(t["eligible_after"]), tuple(t["excluded_drugs"]),
-                           _completion(t["completion"]), t["completion"]) for t in raw["trials"]),
+                           tuple(t["drugs"]), _completion(t["completion"]), t["completion"]) for t in raw["trials"]),
         source=source,
     )
 

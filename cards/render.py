@@ -103,30 +103,36 @@ def _names(drugs: tuple[str, ...] | list[str]) -> str:
 
 
 # -- the second-line card ------------------------------------------------------------------------
-def _assessment_line(a: Assessment) -> str:
+def _assessment_line(a: Assessment, d: Decision) -> str:
     albi, ecog, cp, afp, prog = a.albi, a.performance, a.child_pugh, a.afp, a.progression
     parts = []
     if albi.score is not None:
         parts.append(f"ALBI {albi.score:.2f} (grade {albi.malbi}, {when(albi.date)}"
-                     + ("" if albi.status == "current" else f", {albi.status}") + ")")
+                     + ("" if albi.status == "current" else ", not current") + ")")
     else:
-        parts.append(f"ALBI {albi.status}")
-    parts.append(f"Child-Pugh {cp.label}" if cp.score is not None else "Child-Pugh not computable")
+        parts.append("ALBI not computable")
+    if cp.score is None:
+        parts.append("Child-Pugh not computable")
+    else:
+        parts.append(f"Child-Pugh {cp.label}" + (f" ({' and '.join(cp.unrecorded)} not recorded)" if cp.minimum
+                                                 else ""))
     if ecog.value is not None:
         origin = f" from Karnofsky {ecog.karnofsky}" if ecog.source == "karnofsky" else ""
-        parts.append(f"ECOG {ecog.value}{origin}" + ("" if ecog.status == "current" else f" ({ecog.status})"))
+        parts.append(f"ECOG {ecog.value}{origin}" + ("" if ecog.status == "current" else
+                                                      f" (not current: {when(ecog.date)})"))
     else:
         parts.append(f"ECOG {ecog.status}")
     parts.append(_TIER_WORDS[a.fitness])
     if afp.ng_per_ml is not None:
-        parts.append(f"AFP {afp.ng_per_ml:g} ng/mL" + ("" if afp.status == "current" else f" ({afp.status})"))
+        parts.append(f"AFP {afp.ng_per_ml:g} ng/mL" + ("" if afp.status == "current" else " (not current)"))
     if a.weight.current_kg is not None:
         parts.append(f"{round(a.weight.current_kg, 1):g} kg")
     if a.patient.age_years is not None and a.patient.age_years < 18:
         parts.append(f"age {a.patient.age_years}")
     line = f"First line {first_line_text(a)}."
     if a.failed_drugs:
-        line += f" Not offered again (failed first line): {', '.join(a.failed_drugs)}."
+        continued = " (continuing the ICI is listed separately)" if d.option("ici-continuation") else ""
+        line += f" Not offered again as a new line (failed first line): {', '.join(a.failed_drugs)}{continued}."
     if prog is not None and prog.documented:
         organs = f" ({', '.join(o.replace('-', ' ') for o in prog.organs)})" if prog.organs else ""
         line += f" Progression {when(prog.date)}: {_PATTERN_WORDS[prog.pattern]}{organs}"
@@ -155,8 +161,10 @@ def _caveat_line(a: Assessment, d: Decision) -> str:
     """The derived values this decision used, compactly; the app lists every value in force."""
     p, prog = a.policy, a.progression
     frail, weigh = "/".join(p.frail_child_pugh) or "–", "/".join(p.weigh_child_pugh) or "–"
-    values = [f"current ≤ {p.current_days} days", f"frail ECOG ≥ {p.frail_ecog_at_least}/Child-Pugh {frail}",
-              f"weigh ECOG ≥ {p.weigh_ecog_at_least}/ALBI ≥ {p.weigh_albi_grade_at_least}/Child-Pugh {weigh}"]
+    values = [f"current ≤ {p.current_days} days"]
+    if a.fitness in {"frail", "weigh"}:
+        values += [f"frail ECOG ≥ {p.frail_ecog_at_least}/Child-Pugh {frail}",
+                   f"weigh ECOG ≥ {p.weigh_ecog_at_least}/ALBI ≥ {p.weigh_albi_grade_at_least}/Child-Pugh {weigh}"]
     if prog is not None and prog.progressing_lesions is not None:
         values.append(f"oligoprogression ≤ {p.oligo_max_lesions} lesions, ≤ {p.oligo_max_organs} organs, "
                       f"≥ {p.oligo_min_days} days")
@@ -168,8 +176,8 @@ def _caveat_line(a: Assessment, d: Decision) -> str:
         values.append(f"event windows {p.irae_days_after_ici_end}/{p.bevacizumab_days_after_end} days")
     if d.option("ici-continuation") is not None:
         values.append(f"ICI resumption ≤ {p.ici_resume_days} days")
-    return (f"*Derived thresholds (site policy “{md(p.name)}” v{md(p.version)}; not the paper's cut-offs):* "
-            f"{'; '.join(values)}. Doses from labels and trials.")
+    return (f"*Derived thresholds used (site policy “{md(p.name)}” v{md(p.version)}; not the paper's cut-offs; "
+            f"all in the pathway):* {'; '.join(values)}. Doses from labels and trials.")
 
 
 def _detail(a: Assessment, d: Decision, quotes: int, shown: int) -> str:
@@ -177,7 +185,7 @@ def _detail(a: Assessment, d: Decision, quotes: int, shown: int) -> str:
     line = a.first_line
     assert line is not None
     heading = f"**Second-line options after first-line ICI** ({SHORT_CITATION})"
-    parts = [heading, _assessment_line(a)]
+    parts = [heading, _assessment_line(a, d)]
     options = [_option_line(n, o) for n, o in enumerate(d.options[:shown], 1)]
     rest = d.options[shown:]
     if rest:
@@ -219,8 +227,6 @@ def summary(a: Assessment, d: Decision) -> str:
     lead = d.lead
     assert lead is not None
     modifiers = []
-    if a.diagnosis.status == "possible-hcc":
-        modifiers.append("possible HCC: confirm")
     if "R2b" in d.rules_fired:
         modifiers.append("hyperprogression")
     if a.patient.age_years is not None and a.patient.age_years < 18:
@@ -240,11 +246,13 @@ def summary(a: Assessment, d: Decision) -> str:
         headline = d.headline or _default_headline(a)
         if d.needs:
             text = (f"Measure {' and '.join(d.needs)}: no option preferred until then; {_short(lead)} "
-                    f"{lead.strength.value} for now; {headline}")
+                    f"{lead.strength.value} for now")
         elif lead.role in {"supportive", "trial"}:
             text = f"No option preferred: {headline}"
         else:
             text = _capital(f"no option preferred: {_short(lead)} {lead.strength.value}; {headline}")
+    if a.diagnosis.status == "possible-hcc":
+        text = f"Possible HCC: confirm the diagnosis first. {_capital(text)}"
     return summarise(text, keep)
 
 
@@ -268,6 +276,10 @@ def _short(option: Option) -> str:
 def _default_headline(a: Assessment) -> str:
     assert a.first_line is not None
     return f"progression on {regimen_text(a.first_line.regimen, a.first_line.drugs)}; TKI switch has most evidence"
+
+
+_STATUS_WORDS = {"missing": "missing", "stale": "not current", "implausible": "implausible",
+                 "not-evaluated": "in IU/mL, not usable", "current": "current"}
 
 
 def recommendation_extension(a: Assessment, d: Decision) -> dict:
@@ -325,16 +337,18 @@ def data_quality_needs(a: Assessment, d: Decision) -> list[tuple[str, str]]:
     needs = []
     if a.albi.status != "current":
         for key in ("albumin", "bilirubin"):
-            needs.append((key, f"ALBI and Child-Pugh need a current {key} (ALBI {a.albi.status})"))
+            needs.append((key, f"ALBI and Child-Pugh need a current {key} (ALBI {_STATUS_WORDS[a.albi.status]})"))
     if "inr" in a.child_pugh.missing:
         needs.append(("inr", "Child-Pugh needs a current INR"))
     if a.performance.status != "current":
         needs.append(("ecog", "fitness for treatment needs a current ECOG "
-                              f"(performance status {a.performance.status})"))
+                              f"(performance status {_STATUS_WORDS[a.performance.status]})"))
     if a.afp.status != "current":
-        needs.append(("afp", f"the ramucirumab criterion needs a current AFP in ng/mL (AFP {a.afp.status})"))
+        needs.append(("afp", f"the ramucirumab criterion needs a current AFP in ng/mL "
+                             f"(AFP {_STATUS_WORDS[a.afp.status]})"))
     if a.weight.status != "current" and d.option("tki-lenvatinib") is not None:
-        needs.append(("weight", f"the lenvatinib dose depends on a current weight (weight {a.weight.status})"))
+        needs.append(("weight", f"the lenvatinib dose depends on a current weight "
+                                f"(weight {_STATUS_WORDS[a.weight.status]})"))
     return needs
 
 
@@ -357,7 +371,7 @@ def _summary_names(a: Assessment, needs: list[tuple[str, str]]) -> list[str]:
     if a.skipped:
         found.append("unreadable records")
     if a.malformed and not found:
-        found.append("malformed elements")
+        return ["a record read around a malformed element"]
     if a.unavailable:
         found.append("EHR data unavailable")
     return list(dict.fromkeys(found))
@@ -375,8 +389,12 @@ def data_quality_card(a: Assessment, d: Decision, patient_id: str, new_id: UuidF
     detail = f"**Data quality** — {heading}\n\n" + "\n".join(f"- {md(line)}" for line in lines or
                                                            [f"{why[:1].upper()}{why[1:]}" for _k, why in needs])
     names = _summary_names(a, needs)
-    text = ("Cannot decide if the second-line rules apply: " + "; ".join(d.unclear) if not d.applicable else
-            "Data needed: " + ", ".join(names) if names else "Data notes for the second-line decision")
+    if not d.applicable:
+        text = "Cannot decide if the second-line rules apply: " + "; ".join(d.unclear)
+    elif needs or a.unidentified or a.skipped or a.unavailable:
+        text = "Data needed: " + ", ".join(names)
+    else:
+        text = "Data notes: " + (", ".join(names) if names else "; ".join(_problem_lines(a))[:120])
     card: dict = {
         "uuid": new_id(),
         "summary": summarise(text),
@@ -409,13 +427,13 @@ def trials_card(a: Assessment, new_id: UuidFactory = new_uuid) -> dict | None:
         passed = " — passed: check current status" if trial.completion < today else ""
         rows.append(f"| {trial.id} | {md(trial.phase)} | {md(trial.design)} | {when(trial.completion)}{passed} |")
     regimen = md(regimen_text(line.regimen, line.drugs))
-    detail = (f"**Trials enrolling after first-line {regimen}**, {TRIALS_AS_OF}.\n\n" + "\n".join(rows)
+    detail = (f"**Trials designed for patients after first-line {regimen}**, {TRIALS_AS_OF}.\n\n" + "\n".join(rows)
               + "\n\nNo results are claimed for any of these trials; check eligibility and status on "
               f"ClinicalTrials.gov.\n\n{_quote('R8-trials')}")
     return {
         "uuid": new_id(),
-        "summary": summarise(f"{_plural(len(trials), 'trial')} from the paper's Table 1 enrol after "
-                             f"{regimen_text(line.regimen, line.drugs)}: check eligibility and status"),
+        "summary": summarise(f"{_plural(len(trials), 'trial')} from the paper's Table 1 designed for patients after "
+                             f"{regimen_text(line.regimen, line.drugs)}: check eligibility and current status"),
         "indicator": "info",
         "detail": detail,
         "source": source("clinical-trials"),

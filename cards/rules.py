@@ -69,6 +69,7 @@ OPTION_DRUGS = {
 TKI_OPTIONS = ("tki-lenvatinib", "tki-sorafenib", "tki-cabozantinib", "tki-regorafenib")
 ANTI_VEGF_OPTIONS = (*TKI_OPTIONS, "ramucirumab")
 ICI_OPTIONS = ("ici-retrial-nivolumab-ipilimumab", "ici-continuation")
+_ANTI_CTLA4 = frozenset({"ipilimumab", "tremelimumab"})
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,8 @@ def scope(a: Assessment) -> tuple[str | None, tuple[str, ...]]:
     unidentified = len(a.unidentified)
     if a.diagnosis.status == "none":
         if a.diagnosis.text_only:
-            return None, ("HCC is named in a diagnosis's text only, without a code: code the diagnosis to "
-                          "evaluate",)
+            return None, ("HCC is named only in the text of a diagnosis, without a code: code the diagnosis so "
+                          "the second-line rules can run",)
         return None, ()
     line = a.first_line
     if line is None:
@@ -193,14 +194,10 @@ def scope(a: Assessment) -> tuple[str | None, tuple[str, ...]]:
         return "progression", ()
     if line.stopped_for_toxicity:
         return "toxicity-stop", ()
-    reasons = list(unreadable)
-    if unidentified:
-        reasons.append(f"{_count(unidentified, 'medication record')} could not be identified")
-    if progression is not None and any(p.concept == "lesion" for p in progression.problems):
-        reasons.append("lesion measurements could not be read")
-    if reasons:
-        return None, ("HCC and first-line immunotherapy are recorded, but progression could not be decided: "
-                      + "; ".join(reasons),)
+    lesions_unreadable = progression is not None and any(p.concept == "lesion" for p in progression.problems)
+    if unreadable or unidentified or lesions_unreadable:
+        return None, ("HCC and first-line immunotherapy are recorded, but whether it progressed could not be "
+                      "decided from the data named below",)
     return None, ()
 
 
@@ -222,8 +219,8 @@ def lenvatinib_dose(a: Assessment) -> Dose:
     """Weight-based lenvatinib; the label's lower dose at Child-Pugh C; says so when the weight is unknown."""
     p = a.policy
     if a.child_pugh.grade == "C":
-        return Dose(f"{p.lenvatinib_child_pugh_c_mg} mg once daily (label dose at Child-Pugh C)",
-                    p.lenvatinib_child_pugh_c_mg)
+        return Dose(f"{p.lenvatinib_child_pugh_c_mg} mg once daily at most (Child-Pugh C: not studied; check the "
+                    "label)", p.lenvatinib_child_pugh_c_mg)
     weight = a.weight.current_kg
     if weight is None:
         return Dose(f"{p.lenvatinib_low_mg} mg once daily if < {p.lenvatinib_weight_kg:g} kg, "
@@ -315,8 +312,11 @@ def _r7_default(a: Assessment, d: Decision) -> None:
 
 
 def _ici_names(a: Assessment) -> str:
+    """The ICI that can be continued: the anti-PD-(L)1 of line 1 (anti-CTLA-4 such as STRIDE's tremelimumab is
+    given as a limited number of doses and is not "continued")."""
     assert a.first_line is not None
-    return " + ".join(a.first_line.ici_drugs)
+    names = [d for d in a.first_line.ici_drugs if d not in _ANTI_CTLA4] or list(a.first_line.ici_drugs)
+    return " + ".join(names)
 
 
 def _continuation_possible(a: Assessment) -> bool:
@@ -338,7 +338,7 @@ def _r3_r4_adverse_events(a: Assessment, d: Decision) -> None:
     assert line is not None
     if not irae and not bev:
         return
-    irae_text = ", ".join(f"{f.label}{' (severe)' if f.severe else ''}" for f in irae)
+    irae_text = ", ".join(f"{'severe ' if f.severe else ''}{f.label}" for f in irae)
     bev_text = ", ".join(f.label for f in bev)
     severe = any(f.severe for f in irae)
     r3: dict[str, tuple[Strength, str]] = {}
@@ -358,14 +358,17 @@ def _r3_r4_adverse_events(a: Assessment, d: Decision) -> None:
         albi, ecog = a.albi.current_grade, a.performance.current_value
         good = (albi is not None and albi <= policy.retrial_max_albi_grade and ecog is not None
                 and ecog <= policy.retrial_max_ecog)
+        cp = a.child_pugh.label if a.child_pugh.grade in {"B", "C"} else None
         if good:
-            retrial = (Strength.PREFERRED, f"Prior {bev[0].label} on bevacizumab: ICI retrial without TKI, with good "
-                       "liver reserve.")
+            retrial = (Strength.PREFERRED, f"Prior {bev[0].label} on bevacizumab: ICI retrial without TKI; ALBI grade "
+                       f"{albi}, ECOG {ecog}" + (f", but Child-Pugh {cp}: reserve not good by Child-Pugh." if cp
+                                                 else " (good liver reserve)."))
         else:
             shown = (f"ALBI grade {albi}" if albi is not None else "no current ALBI") + (
                 f", ECOG {ecog}" if ecog is not None else ", no current ECOG")
-            retrial = (Strength.CONSIDER, f"Prior {bev[0].label} on bevacizumab; {shown}: the paper restricts retrial "
-                       "to good liver reserve.")
+            limits = f"ALBI grade ≤ {policy.retrial_max_albi_grade}, ECOG ≤ {policy.retrial_max_ecog}"
+            retrial = (Strength.CONSIDER, f"Prior {bev[0].label} on bevacizumab; {shown}: retrial needs good liver "
+                       f"reserve [derived: {limits}].")
         anti_vegf = (Strength.CAUTION, f"Prior {bev[0].label} on bevacizumab: bleeding risk with anti-VEGF TKIs and "
                      "ramucirumab.")
         r4 = {code: anti_vegf for code in ANTI_VEGF_OPTIONS}
@@ -401,9 +404,10 @@ def _r3_r4_adverse_events(a: Assessment, d: Decision) -> None:
         d.headline = f"prior immune-related {irae[0].label} on {_regimen(a)}; TKI switch preferred"
     else:
         retrial = d.option("ici-retrial-nivolumab-ipilimumab")
-        d.headline = (f"{bev[0].label} on bevacizumab" + (", good liver reserve" if retrial is not None and
-                                                           retrial.strength is Strength.PREFERRED else "")
-                      + "; TKIs with caution")
+        good_reserve = (retrial is not None and retrial.strength is Strength.PREFERRED
+                        and a.child_pugh.grade not in {"B", "C"})
+        d.headline = f"{bev[0].label} on bevacizumab" + (", good liver reserve" if good_reserve else "") + \
+            "; TKIs with caution"
 
 
 def _adverse_event_evidence(code: str, named_by_r3: bool, bound_by_r4: bool) -> tuple[str, ...]:
@@ -503,9 +507,11 @@ def _r8_individualise(a: Assessment, d: Decision) -> None:
     assert line is not None
     trials = eligible_trials(a)
     if trials:
-        reason = f"{_count(len(trials), 'trial')} of the paper's Table 1 enrol after this first line."
+        reason = f"{_count(len(trials), 'trial')} of the paper's Table 1 designed for patients after this first line."
     else:
-        reason = "None of the paper's Table 1 trials enrol after this first line: look for other trials."
+        reason = "No trial of the paper's Table 1 is designed for patients after this first line."
+    if a.fitness in {"frail", "weigh"}:
+        reason += " Trials usually require ECOG 0–1 and Child-Pugh A."
     d.set("clinical-trial", Strength.CONSIDER, reason, reason + " No results are claimed; decisions also depend on "
           "patient preference, liver function and cost.", ("R8", "R8-trials"))
 
@@ -515,7 +521,9 @@ def eligible_trials(a: Assessment) -> list:
     line = a.first_line
     if line is None:
         return []
-    return [trial for trial in a.policy.trials if trial.eligible(line.regimen, line.drugs)]
+    failed = set(a.failed_drugs)
+    return [trial for trial in a.policy.trials if trial.eligible(line.regimen, line.drugs)
+            and not (failed and set(trial.drugs) <= failed)]  # never the regimen that just failed
 
 
 def _remove_failed_drugs(a: Assessment, d: Decision) -> None:
@@ -541,11 +549,12 @@ def _r0t_surveillance(a: Assessment, d: Decision) -> None:
           "surveillance imaging on the usual schedule [derived: standard practice, not from the paper]; choose "
           "second-line therapy at progression.", ())
     for option in d.options:
-        if option.role == "systemic":
+        if option.role in {"systemic", "trial"}:
             if option.strength.rank < Strength.CONSIDER.rank:
                 option.strength = Strength.CONSIDER
             if not option.reason.startswith("At progression"):
-                option.reason = "At progression: " + option.reason[:1].lower() + option.reason[1:]
+                reason = option.reason.removeprefix("Prior ")
+                option.reason = "At progression: " + reason[:1].lower() + reason[1:]
     d.headline = "first line stopped for toxicity, no progression"
 
 
@@ -607,7 +616,7 @@ def fitness_reason(a: Assessment) -> str:
     cp = a.child_pugh if a.child_pugh.status == "computed" else None
     found = []
     if ecog is not None and ecog >= policy.weigh_ecog_at_least:
-        found.append(f"ECOG {ecog}" + (f" (Karnofsky {a.performance.karnofsky})"
+        found.append(f"ECOG {ecog}" + (f" from Karnofsky {a.performance.karnofsky}"
                                        if a.performance.source == "karnofsky" else ""))
     if grade is not None and grade >= policy.weigh_albi_grade_at_least:
         found.append(f"ALBI grade {grade}")

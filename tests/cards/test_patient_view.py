@@ -39,7 +39,7 @@ def test_unusable_progression_data_gives_data_quality_card_alone() -> None:
     result = evaluate([*base_record(), broken], b.NOW, b.PATIENT_ID)
     assert topics(result.cards) == ["data-quality"]
     detail = result.cards[0]["detail"]
-    assert "A result could not be read (malformed valueCodeableConcept)" in detail  # named in words, no FHIR id
+    assert "A result could not be read (its value is malformed): not used" in detail  # named in words, no FHIR id
     assert broken["id"] not in detail
     assert "Applicability could not be decided" in detail
 

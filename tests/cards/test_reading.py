@@ -110,7 +110,7 @@ def test_a_medication_request_with_category_as_an_object_is_still_read_and_the_e
              "statusReason": b.concept("266721009", b.SNOMED)}
     a = assessment(hcc(), order, progression(), *labs())
     assert a.first_line is not None and a.first_line.drugs == ("atezolizumab",)
-    assert any("malformed element (category)" in m for m in a.malformed)
+    assert any("has a malformed category element" in m for m in a.malformed)
 
 
 def test_a_resource_whose_needed_element_is_malformed_is_skipped_and_named():
@@ -118,7 +118,7 @@ def test_a_resource_whose_needed_element_is_malformed_is_skipped_and_named():
     broken["valueInteger"] = "one"  # the value the rule needs is not an integer
     a = assessment(broken)
     assert a.performance.status == "missing"
-    assert any("could not be read (malformed valueInteger)" in s for s in a.skipped)
+    assert any("could not be read (its value is malformed)" in s for s in a.skipped)
 
 
 # -- exposure means given --------------------------------------------------------------------------------------
