@@ -193,7 +193,7 @@ def _detail(a: Assessment, d: Decision, quotes: int, shown: int) -> str:
         for option in rest:
             groups.setdefault(option.strength.value, []).append(_other_name(option))
         listed = "; ".join(f"{', '.join(names)} ({strength})" for strength, names in groups.items())
-        options.append(f"Also: {md(listed)}.")
+        options.append(f"\nAlso: {md(listed)}.")  # its own paragraph, not part of the last list item
     parts.append("\n".join(options))
     lead = d.lead
     quoted: list[str] = []

@@ -173,7 +173,7 @@ def page() -> Response:
         "card": session.card,
     }
     return _page("app_pathway.html", ext=ext, applicable=result.second_line is not None,
-                 nodes=pathway.pathway(ext, settings.policy.current_days) if ext else [],
+                 nodes=pathway.pathway(ext, settings.policy) if ext else [],
                  options=pathway.options(ext, result.evidence, series.quote), timeline=pathway.timeline(ext),
                  quality=items, orders=orders, policy=result.policy, policy_ref=ext.get("policy"),
                  citation=result.citation, card=session.card, series=result.series,

@@ -2,7 +2,8 @@
 
 Written against contract version 2 (service-contract.md §3) and tolerant of missing keys, so version-1
 extensions work too. The pathway is the reconstructed Fig. 3 of Hwang et al., Liver Cancer 2023
-(clinical-rules.md §3): scope → performance status → liver function → hyperprogression → prior immune-related
+(clinical-rules.md §3): scope → treatment history → fitness (ECOG, ALBI, Child-Pugh) → hyperprogression →
+prior immune-related
 event → prior bevacizumab-type event → progression pattern → default systemic choice (with the AFP criterion)
 → individualise. Each node says what decided it, whether the patient's path went through it, and — when the
 record could not decide it — which data would.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from cards.policy import Policy
 
 LABELS = {
     "best-supportive-care": "Best supportive care", "surveillance": "Surveillance",
@@ -77,7 +80,7 @@ def _dated(text: str, when: Any, status: Any) -> str:
     return " ".join(parts)
 
 
-def pathway(ext: dict, current_days: int) -> list[Node]:
+def pathway(ext: dict, policy: Policy) -> list[Node]:
     """The decision nodes of the patient's branch, in the order of the reconstructed Fig. 3."""
     a = ext.get("assessment") if isinstance(ext.get("assessment"), dict) else {}
     fired = set(ext.get("rulesFired") or [])
@@ -85,7 +88,7 @@ def pathway(ext: dict, current_days: int) -> list[Node]:
     line = a.get("firstLine") or {}
     prog = a.get("progression") or {}
     applicability = ext.get("applicability") or ("progression" if prog.get("documented") else "toxicity-stop")
-    regimen = line.get("regimen") or "first-line ICI"
+    regimen = " + ".join(line.get("drugs") or []) or (line.get("regimen") or "first-line ICI").replace("-", " + ")
     nodes.append(Node(
         "scope", "Scope", "HCC, and first-line ICI-based therapy failed?",
         f"{regimen} from {line.get('start') or 'an unknown date'}"
@@ -94,36 +97,47 @@ def pathway(ext: dict, current_days: int) -> list[Node]:
         "yes: progression on first line" if applicability == "progression" else "yes: stopped for toxicity",
         "taken"))
 
-    ecog = a.get("ecog") or {}
-    if ecog.get("status") == "current" and ecog.get("value") is not None:
-        poor = "R1" in fired
-        source = " (from Karnofsky)" if ecog.get("from") == "karnofsky" else ""
-        nodes.append(Node("ecog", "Performance status", "ECOG ≥ 2 at progression? [derived]",
-                          _dated(f"ECOG {ecog['value']}{source}", ecog.get("date"), "current"),
-                          "yes: weigh best supportive care" if poor else "no: fit for further treatment",
-                          "taken" if poor else "passed"))
-    else:
-        nodes.append(Node("ecog", "Performance status", "ECOG ≥ 2 at progression? [derived]",
-                          _dated(f"ECOG {ecog.get('value', '—') if ecog.get('value') is not None else 'not usable'}",
-                                 ecog.get("date"), ecog.get("status") or "missing"),
-                          "not decided: ECOG is never assumed", "undecided",
-                          f"an ECOG (or Karnofsky) assessment dated within {current_days} days"))
+    history = a.get("treatmentHistory") or []
+    failed = a.get("failedDrugs") or []
+    excluded = [e.get("code") for e in ext.get("excludedOptions") or [] if isinstance(e, dict)]
+    nodes.append(Node(
+        "history", "Treatment history", "Which drugs were part of the first line that failed?",
+        "; ".join(f"line {c.get('line')}: {' + '.join(c.get('drugs') or [])} from {c.get('start')}"
+                  for c in history) or "no dated systemic therapy",
+        (f"not offered again: {', '.join(failed)}" if failed else "no failed drug (no progression on line 1)")
+        + (f" ({', '.join(LABELS.get(code, code) for code in excluded)} excluded)" if excluded else ""),
+        "taken" if failed else "passed"))
 
+    ecog = a.get("ecog") or {}
     albi = a.get("albi") or {}
     cp = a.get("childPugh") or {}
-    cp_text = (f"; Child-Pugh {'at least ' if cp.get('minimum') else ''}{cp.get('class')}{cp.get('score') or ''}"
-               if cp.get("status") == "computed" else "")
-    if albi.get("status") == "current" and albi.get("grade") is not None:
-        poor = "R2" in fired
-        nodes.append(Node("albi", "Liver function", "ALBI grade 3 at progression? [derived]",
-                          _dated(f"ALBI {_fmt(albi.get('score'))}, grade {albi['grade']} "
-                                 f"(mALBI {albi.get('mAlbiGrade') or '—'}){cp_text}", albi.get("date"), "current"),
-                          "yes: weigh best supportive care" if poor else "no", "taken" if poor else "passed"))
+    tier = a.get("fitness")
+    source = " (from Karnofsky)" if ecog.get("from") == "karnofsky" else ""
+    values = [_dated(f"ECOG {ecog['value']}{source}", ecog.get("date"), ecog.get("status"))
+              if ecog.get("value") is not None else f"ECOG {ecog.get('status') or 'missing'}",
+              _dated(f"ALBI {_fmt(albi.get('score'))}, grade {albi.get('grade')} (mALBI {albi.get('mAlbiGrade')})",
+                     albi.get("date"), albi.get("status"))
+              if albi.get("grade") is not None else f"ALBI {albi.get('status') or 'missing'}",
+              (f"Child-Pugh {'at least ' if cp.get('minimum') else ''}{cp.get('class')}{cp.get('score')}"
+               if cp.get("status") == "computed" else "Child-Pugh not computable")]
+    question = (f"Frail (ECOG ≥ {policy.frail_ecog_at_least} or Child-Pugh {'/'.join(policy.frail_child_pugh)}), "
+                f"weigh (ECOG ≥ {policy.weigh_ecog_at_least}, ALBI grade ≥ {policy.weigh_albi_grade_at_least} or "
+                f"Child-Pugh {'/'.join(policy.weigh_child_pugh)}), unknown, or fit? [derived]")
+    outcomes = {"frail": "frail: best supportive care preferred; everything else at most caution",
+                "weigh": "weigh: best supportive care an alternative; nothing preferred",
+                "fit": "fit for further treatment"}
+    if tier in outcomes:
+        nodes.append(Node("fitness", "Fitness", question, "; ".join(values), outcomes[tier],
+                          "taken" if tier != "fit" else "passed"))
     else:
-        nodes.append(Node("albi", "Liver function", "ALBI grade 3 at progression? [derived]",
-                          _dated(f"ALBI {_fmt(albi.get('score'))}", albi.get("date"), albi.get("status") or "missing"),
-                          "not decided", "undecided",
-                          f"albumin and total bilirubin measured on one day within {current_days} days"))
+        missing = [what for what, item in (("an ECOG (or Karnofsky) assessment", ecog), ("albumin and total "
+                   "bilirubin measured on one day", albi)) if item.get("status") != "current"]
+        nodes.append(Node("fitness", "Fitness", question, "; ".join(values),
+                          "unknown: nothing preferred until measured (fitness is never assumed)", "undecided",
+                          " and ".join(missing) + f" dated within {policy.current_days} days"))
+    if cp.get("status") != "computed":
+        nodes[-1].needs = (nodes[-1].needs + "; " if nodes[-1].needs else "") + (
+            f"a current INR for Child-Pugh (within {policy.current_days} days)")
 
     hyper = prog.get("hyperprogression")
     if hyper in ("yes", "no"):
@@ -142,7 +156,7 @@ def pathway(ext: dict, current_days: int) -> list[Node]:
                       ", ".join(irae) or "none recorded",
                       "yes: switch to a TKI is more strongly preferred" if "R3" in fired else "no",
                       "taken" if "R3" in fired else "passed"))
-    drugs = line.get("drugs") or ([] if not regimen else regimen.split("-"))
+    drugs = line.get("drugs") or regimen.split(" + ")
     if "bevacizumab" in drugs or bev or "R4" in fired:
         retrial = "ALBI grade 1: ICI retrial without TKI preferred" if albi.get("grade") == 1 else \
             "ICI retrial considered (good liver function reserve, ALBI grade 1, not met or not known)"
@@ -184,7 +198,7 @@ def pathway(ext: dict, current_days: int) -> list[Node]:
     else:
         nodes.append(Node("afp", "AFP criterion", "AFP ≥ 400 ng/mL (ramucirumab, REACH-2)?",
                           _dated("AFP", afp.get("date"), afp.get("status") or "missing"), "not decided",
-                          "undecided", f"an AFP in ng/mL dated within {current_days} days"))
+                          "undecided", f"an AFP in ng/mL dated within {policy.current_days} days"))
     nodes.append(Node("individualise", "Individualise", "Patient preference, liver function, cost; trials",
                       "always", "clinical trial considered", "taken"))
     return nodes
@@ -209,8 +223,7 @@ def timeline(ext: dict) -> list[dict]:
     events: list[dict] = []
     history = a.get("treatmentHistory") or ([dict(a["firstLine"], line=1)] if a.get("firstLine") else [])
     for course in history:
-        drugs = ", ".join(course.get("drugs") or [])
-        detail = " ".join(part for part in (course.get("regimen") or "", f"({drugs})" if drugs else "") if part)
+        detail = " + ".join(course.get("drugs") or []) or (course.get("regimen") or "").replace("-", " + ")
         events.append({"date": course.get("start") or "", "what": f"Line {course.get('line', 1)} started",
                        "detail": detail or "drugs not recorded"})
         if course.get("end") or course.get("stopReason"):

@@ -124,10 +124,11 @@ def test_demo_page_to_app_pathway_charts_options_and_feedback(browser, service: 
     assert frame.locator("li.node[data-node='scope']").get_attribute("data-state") == "taken"
     if "R7" in ext["rulesFired"]:
         assert frame.locator("li.node[data-node='default']").get_attribute("data-state") == "taken"
-    for node in ("ecog", "albi"):
-        status = ext["assessment"][node]["status"]
-        state = frame.locator(f"li.node[data-node='{node}']").get_attribute("data-state")
-        assert (state == "undecided") == (status != "current"), (node, status, state)
+    # the fitness node is undecided exactly when the tier is unknown (ECOG or ALBI not current)
+    state = frame.locator("li.node[data-node='fitness']").get_attribute("data-state")
+    assert (state == "undecided") == (ext["assessment"]["fitness"] == "unknown"), state
+    history = frame.locator("li.node[data-node='history']").inner_text()
+    assert all(drug in history for drug in ext["assessment"]["failedDrugs"])
 
     # Charts: one ALBI point per albumin + bilirubin pair in the record.
     expected_pairs = albi_pair_days(FIXTURE)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
+from cards.policy import default_policy
 from service.app import pathway
+
+POLICY = default_policy()
 
 V2 = {
     "contractVersion": "2",
@@ -13,6 +18,8 @@ V2 = {
         "albi": {"status": "stale", "score": -2.11, "grade": 2, "mAlbiGrade": "2b", "date": "2026-09-01"},
         "childPugh": {"status": "computed", "score": 7, "class": "B", "minimum": True},
         "ecog": {"status": "current", "value": 2, "from": "ecog", "date": "2026-11-01"},
+        "fitness": "weigh",
+        "failedDrugs": ["atezolizumab", "bevacizumab"],
         "afp": {"status": "current", "ngPerMl": 512.0, "date": "2026-11-01"},
         "firstLine": {"regimen": "atezolizumab-bevacizumab", "drugs": ["atezolizumab", "bevacizumab"],
                       "start": "2026-01-10", "end": None, "stopReason": "progression"},
@@ -34,23 +41,27 @@ def by_key(nodes: list[pathway.Node]) -> dict[str, pathway.Node]:
 
 
 def test_v2_fired_rules_are_on_the_path_and_values_shown() -> None:
-    nodes = by_key(pathway.pathway(V2, 30))
+    nodes = by_key(pathway.pathway(V2, POLICY))
     assert nodes["scope"].state == "taken"
-    assert nodes["ecog"].state == "taken" and "ECOG 2" in nodes["ecog"].value
+    assert nodes["fitness"].state == "taken" and "ECOG 2" in nodes["fitness"].value
+    assert nodes["fitness"].outcome.startswith("weigh") and "Child-Pugh at least B7" in nodes["fitness"].value
+    assert nodes["history"].state == "taken" and "atezolizumab, bevacizumab" in nodes["history"].outcome
     assert nodes["default"].state == "taken"
     assert nodes["irae"].state == "passed"
     assert nodes["afp"].state == "taken" and "512" in nodes["afp"].value
 
 
-def test_stale_albi_is_undecided_and_says_what_would_decide_it() -> None:
-    node = by_key(pathway.pathway(V2, 30))["albi"]
+def test_unknown_fitness_is_undecided_and_says_what_would_decide_it() -> None:
+    ext = copy.deepcopy(V2)
+    ext["assessment"]["fitness"] = "unknown"  # ALBI stale, so the tier cannot be decided
+    node = by_key(pathway.pathway(ext, POLICY))["fitness"]
     assert node.state == "undecided"
     assert "30 days" in node.needs and "albumin" in node.needs
     assert "(stale)" in node.value
 
 
 def test_bevacizumab_node_appears_when_line_one_had_bevacizumab() -> None:
-    nodes = by_key(pathway.pathway(V2, 30))
+    nodes = by_key(pathway.pathway(V2, POLICY))
     assert nodes["bev"].value == "K92.2" and nodes["bev"].state == "passed"  # R4 did not fire here
 
 
@@ -63,8 +74,8 @@ def test_v1_extension_without_new_keys_still_builds() -> None:
                          "progression": {"documented": True, "pattern": "indeterminate",
                                          "hyperprogression": "not-assessable"}},
           "options": [{"code": "tki-lenvatinib", "strength": "preferred", "rationale": "r", "dose": None}]}
-    nodes = by_key(pathway.pathway(v1, 30))
-    assert nodes["ecog"].state == "undecided" and "ECOG" in nodes["ecog"].needs
+    nodes = by_key(pathway.pathway(v1, POLICY))
+    assert nodes["fitness"].state == "undecided" and "ECOG" in nodes["fitness"].needs
     assert nodes["pattern"].state == "undecided" and "lesion" in nodes["pattern"].needs
     assert nodes["afp"].state == "undecided"
     assert "bev" not in nodes  # no bevacizumab in line 1
