@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from . import terminology as t
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
-_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
 FIRST_DAY = date(1900, 1, 1)  # earlier dates are not plausible for this record and are read as missing
 _OBSERVATION_OK = {"final", "amended", "corrected"}
 _CONDITION_EXCLUDED = {"refuted", "entered-in-error"}
@@ -50,19 +49,18 @@ def parse_date(value: object) -> date | None:
 
 def parse_instant(value: object) -> datetime | None:
     """FHIR date/dateTime/instant -> aware datetime (clinical-rules.md §1 "Time"): a date-only value is the start
-    of that day (UTC); a dateTime without a zone is read as UTC."""
-    day = parse_date(value)
-    if day is None:
+    of that day (UTC); a dateTime without a zone is read as UTC; a partial date (YYYY, YYYY-MM) its first day."""
+    if not isinstance(value, str):
         return None
-    assert isinstance(value, str)
-    if _INSTANT.match(value):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return datetime.combine(day, time(), UTC)
+    try:  # the C parser first: nearly every value in a record is a full date or dateTime
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        day = parse_date(value)
+        return datetime.combine(day, time(), UTC) if day else None
+    if parsed.year < FIRST_DAY.year or len(value) < 10:
+        day = parse_date(value)
+        return datetime.combine(day, time(), UTC) if day else None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def as_instant(value: date | datetime) -> datetime:
@@ -78,18 +76,38 @@ def list_of(value: object) -> list:
     return value if isinstance(value, list) else []
 
 
+def _canonical_system(system: object) -> str:
+    """The canonical URI of a code system written by URI, by OID or with stray spaces or a trailing slash."""
+    if not isinstance(system, str):
+        return ""
+    known = _SYSTEMS.get(system)
+    if known is not None:
+        return known
+    cleaned = system.strip().rstrip("/")
+    return t.SYSTEM_ALIASES.get(cleaned, cleaned)
+
+
+_SYSTEMS = {**{uri: uri for uri in (t.LOINC, t.SNOMED, t.ICD10CM, t.RXNORM, t.ATC, t.UCUM)}, **t.SYSTEM_ALIASES}
+
+
 def codings(concept: object) -> Iterator[tuple[str, str]]:
-    """(system, code) pairs of a CodeableConcept (or a list of them); ICD-10-CM codes normalised."""
-    concepts = concept if isinstance(concept, list) else [concept]
-    for item in concepts:
+    """(system, code) pairs of a CodeableConcept (or a list of them); systems canonical (URI or OID, WHO ICD-10
+    read as ICD-10-CM), ICD-10 codes normalised ("C220" -> "C22.0")."""
+    for item in concept if isinstance(concept, list) else (concept,):
         if not isinstance(item, dict):
             continue
-        for coding in list_of(item.get("coding")):
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                system = coding.get("system") if isinstance(coding.get("system"), str) else ""
-                system = t.SYSTEM_ALIASES.get(system.strip().rstrip("/"), system)
-                code = coding["code"].strip()
-                yield system, (t.normalise_icd10(code) if system in t.ICD10_SYSTEMS else code)
+        entries = item.get("coding")
+        if not isinstance(entries, list):
+            continue
+        for coding in entries:
+            if not isinstance(coding, dict):
+                continue
+            code = coding.get("code")
+            if not isinstance(code, str):
+                continue
+            system = _canonical_system(coding.get("system"))
+            code = code.strip()
+            yield system, (t.normalise_icd10(code) if system in t.ICD10_SYSTEMS else code)
 
 
 def has_code(concept: object, system: str, codes: Iterable[str]) -> bool:
@@ -152,7 +170,7 @@ def reference_id(reference: object, resource_type: str) -> str | None:
     return None
 
 
-def _belongs_to(resource: dict, patient_id: str) -> bool:
+def _belongs_to(resource: dict, patient_id: str, own: str) -> bool:
     """False when the resource's subject/patient reference names another patient (or a non-patient subject).
 
     ``Patient/x``, ``Patient/x/_history/n``, an absolute URL ending in ``Patient/x`` and ``urn:uuid:x`` (a
@@ -163,7 +181,10 @@ def _belongs_to(resource: dict, patient_id: str) -> bool:
     for name in ("subject", "patient"):
         reference = resource.get(name)
         if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
-            ref = reference["reference"].strip()
+            ref = reference["reference"]
+            if ref == own:  # the usual case, without parsing
+                return True
+            ref = ref.strip()
             if ref.startswith("urn:uuid:"):
                 return ref[len("urn:uuid:"):] == patient_id
             return reference_key(ref) == f"Patient/{patient_id}"
@@ -226,10 +247,11 @@ class PatientRecord:
         self._by_ref: dict[str, dict] = {}
         self.other_patient: list[str] = []
         seen: set[tuple[str, str]] = set()
+        own = f"Patient/{patient_id}"
         for resource in resources:
             if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
                 continue
-            if patient_id is not None and not _belongs_to(resource, patient_id):
+            if patient_id is not None and not _belongs_to(resource, patient_id, own):
                 self.other_patient.append(f"{resource['resourceType']}/{resource.get('id', '?')}")
                 continue
             key = (resource["resourceType"], str(resource.get("id", "")))
