@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from flask.testing import FlaskClient
 
 from demo.fhir_endpoint import create_blueprint
 from demo.fhirstore import FhirStore, patient_has_given_name
+from tests.service.support import serving
 
 LOINC = "http://loinc.org"
 ALBUMIN, BILIRUBIN = "1751-7", "1975-2"
@@ -307,14 +307,8 @@ def live_base(fixtures_dir: Path) -> Iterator[str]:
 
     # As service.logs does for ``hcc-cds serve``: no request lines (they carry patient ids in query strings).
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server("127.0.0.1", 0, make_app(fixtures_dir), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/fhir"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(make_server("127.0.0.1", 0, make_app(fixtures_dir), threaded=True)) as port:
+        yield f"http://127.0.0.1:{port}/fhir"
 
 
 @pytest.mark.integration

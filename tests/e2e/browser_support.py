@@ -11,7 +11,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -23,6 +22,8 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
+
+from tests.service.support import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = Path(__file__).resolve().parent
@@ -132,15 +133,8 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 def static_server(directory: Path = E2E_DIR) -> Iterator[str]:
     """A plain static HTTP server for the client page, on its own port (hence its own origin)."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(ThreadingHTTPServer(("127.0.0.1", free_port()), handler)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @dataclass
@@ -178,13 +172,8 @@ def run_in_process(tmp: Path) -> Iterator[InProcessService]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logging.getLogger().addHandler(handler)
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield InProcessService(f"http://127.0.0.1:{server.server_port}", app, stream)
+        with serving(make_server("127.0.0.1", free_port(), app, threaded=True)) as port:
+            yield InProcessService(f"http://127.0.0.1:{port}", app, stream)
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
         logging.getLogger().removeHandler(handler)

@@ -1,10 +1,14 @@
-"""Helpers shared by the service tests: recorded fixture requests, their evaluation time, a JWT issuer."""
+"""Helpers shared by the service tests: recorded fixture requests, their evaluation time, a JWT issuer, and a
+real HTTP server thread for a WSGI app or a plain handler."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +20,19 @@ from jwt.algorithms import ECAlgorithm
 ROOT = Path(__file__).resolve().parents[2]
 PATIENTS_DIR = ROOT / "fixtures" / "patients"
 REQUESTS_DIR = ROOT / "fixtures" / "requests"
+
+
+@contextlib.contextmanager
+def serving(server) -> Iterator[int]:  # type: ignore[no-untyped-def]
+    """Run ``server`` (werkzeug's make_server or an http.server) in a thread; yield its port; shut it down."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def fixture_request(name: str, hook: str = "patient-view") -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -19,21 +18,15 @@ from service import create_app
 from service.app import smart
 from service.config import Settings
 from service.db import FeedbackRecord
+from tests.service.support import serving
 
 PATIENT = "oligoprogression-patient"
 
 
 @contextlib.contextmanager
 def serve(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(make_server("127.0.0.1", 0, app, threaded=True)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
