@@ -36,7 +36,7 @@ def evaluate(resources: Iterable[dict], now: datetime, patient_id: str, *, polic
         if quality:
             cards.append(quality)
     if decision.applicable:
-        trials = trials_card(assessment, new_id)
+        trials = trials_card(assessment, new_id, at_progression=decision.applicability == "toxicity-stop")
         if trials:
             cards.append(trials)
     return PatientViewResult(cards, assessment, decision)

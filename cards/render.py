@@ -251,8 +251,10 @@ def summary(a: Assessment, d: Decision) -> str:
             text = f"No option preferred: {headline}"
         else:
             text = _capital(f"no option preferred: {_short(lead)} {lead.strength.value}; {headline}")
-    if a.diagnosis.status == "possible-hcc":
-        text = f"Possible HCC: confirm the diagnosis first. {_capital(text)}"
+    if a.diagnosis.status == "possible-hcc":  # the diagnosis comes first; the lead follows, without the headline
+        assert a.first_line is not None
+        text = (f"Possible HCC: confirm the diagnosis first. No option preferred; {_short(lead)} "
+                f"{lead.strength.value} after {regimen_text(a.first_line.regimen, a.first_line.drugs)}")
     return summarise(text, keep)
 
 
@@ -415,8 +417,9 @@ def data_quality_card(a: Assessment, d: Decision, patient_id: str, new_id: UuidF
 
 
 # -- trials card ---------------------------------------------------------------------------------
-def trials_card(a: Assessment, new_id: UuidFactory = new_uuid) -> dict | None:
-    """The paper's Table 1 trials whose eligibility fits line 1, with the paper's completion dates."""
+def trials_card(a: Assessment, new_id: UuidFactory = new_uuid, at_progression: bool = False) -> dict | None:
+    """The paper's Table 1 trials whose eligibility fits line 1, with the paper's completion dates
+    (``at_progression``: the first line stopped for toxicity, so they become relevant at progression)."""
     trials = eligible_trials(a)
     line = a.first_line
     if not trials or line is None:
@@ -433,7 +436,8 @@ def trials_card(a: Assessment, new_id: UuidFactory = new_uuid) -> dict | None:
     return {
         "uuid": new_id(),
         "summary": summarise(f"{_plural(len(trials), 'trial')} from the paper's Table 1 designed for patients after "
-                             f"{regimen_text(line.regimen, line.drugs)}: check eligibility and current status"),
+                             f"{regimen_text(line.regimen, line.drugs)}: "
+                             + ("relevant at progression" if at_progression else "check eligibility and current status")),
         "indicator": "info",
         "detail": detail,
         "source": source("clinical-trials"),
