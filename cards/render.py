@@ -425,6 +425,7 @@ def trials_card(a: Assessment, new_id: UuidFactory = new_uuid, at_progression: b
     if not trials or line is None:
         return None
     today = a.context.today
+    when_relevant = "relevant at progression" if at_progression else "check eligibility and current status"
     rows = ["| Trial | Phase | Design | Estimated completion (paper) |", "|---|---|---|---|"]
     for trial in trials:
         passed = " — passed: check current status" if trial.completion < today else ""
@@ -436,8 +437,7 @@ def trials_card(a: Assessment, new_id: UuidFactory = new_uuid, at_progression: b
     return {
         "uuid": new_id(),
         "summary": summarise(f"{_plural(len(trials), 'trial')} from the paper's Table 1 designed for patients after "
-                             f"{regimen_text(line.regimen, line.drugs)}: "
-                             + ("relevant at progression" if at_progression else "check eligibility and current status")),
+                             f"{regimen_text(line.regimen, line.drugs)}: {when_relevant}"),
         "indicator": "info",
         "detail": detail,
         "source": source("clinical-trials"),
