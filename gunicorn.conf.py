@@ -44,7 +44,8 @@ preload_app = False  # each worker opens its own database pool
 control_socket_disable = True  # gunicorn >= 25: no runtime control socket (read-only, non-root container)
 
 # prometheus_client multiprocess mode: /metrics sums all workers (service/metrics.py).
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hcc-cds-metrics-")
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
@@ -67,3 +68,8 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

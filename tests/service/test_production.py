@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import socket
 import tempfile
 import threading
@@ -58,6 +59,7 @@ def stack():
             yield Stack(postgres, gunicorn, nginx, issuer, hung, directory / "gunicorn.log")
     finally:
         hung.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _raw(port: int, data: bytes, timeout: float = 10) -> bytes:
