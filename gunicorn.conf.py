@@ -57,11 +57,14 @@ def on_starting(server) -> None:
         shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
     from service.db import Database, DatabaseUnavailable
 
+    database = Database(_settings.feedback_db, _settings.db_timeout)
     try:
-        Database(_settings.feedback_db, _settings.db_timeout).ensure_schema()
+        database.ensure_schema()
     except DatabaseUnavailable as exc:
         server.log.warning("database unavailable at start-up (%s): workers start without it, /readyz is 503 "
                            "until it answers", exc.reason)
+    finally:
+        database.engine.dispose()  # no connection of the master's is inherited by the workers
 
 
 def child_exit(server, worker) -> None:
