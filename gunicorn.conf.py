@@ -44,9 +44,9 @@ preload_app = False  # each worker opens its own database pool
 control_socket_disable = True  # gunicorn >= 25: no runtime control socket (read-only, non-root container)
 
 # prometheus_client multiprocess mode: /metrics sums all workers (service/metrics.py).
-_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _own_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hcc-cds-metrics-")
+_METRICS_PREFIX = "hcc-cds-metrics-"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_PREFIX)
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
@@ -74,5 +74,6 @@ def child_exit(server, worker) -> None:
 
 
 def on_exit(server) -> None:
-    if _own_metrics_dir:
+    """Remove the metrics directory made above (gunicorn may read this file more than once, so by its name)."""
+    if os.path.basename(_metrics_dir).startswith(_METRICS_PREFIX):
         shutil.rmtree(_metrics_dir, ignore_errors=True)
