@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Debian packages, installed only when missing (a no-op, without apt, once they are there).
+# WITH_BROWSER=0 leaves out chromium (make prod-local needs only PostgreSQL and nginx).
+WITH_BROWSER ?= 1
 system-deps:
 	@missing=""; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ "$(WITH_BROWSER)" = 0 ] || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
@@ -36,13 +38,15 @@ test: system-deps $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-prod-local: system-deps $(VENV)/.installed
+prod-local: $(VENV)/.installed
+	$(MAKE) --no-print-directory system-deps WITH_BROWSER=0
 	$(BIN)/python -m deploy.stack
 
 replay-check: $(VENV)/.installed
 	for f in fixtures/requests/*.json; do $(BIN)/hcc-cds replay "$$f" --check || exit 1; done
 
-bench: system-deps $(VENV)/.installed
+bench: $(VENV)/.installed
+	$(MAKE) --no-print-directory system-deps WITH_BROWSER=0
 	$(BIN)/python benchmarks/bench.py
 
 clean:

@@ -44,8 +44,9 @@ preload_app = False  # each worker opens its own database pool
 control_socket_disable = True  # gunicorn >= 25: no runtime control socket (read-only, non-root container)
 
 # prometheus_client multiprocess mode: /metrics sums all workers (service/metrics.py).
+_METRICS_PREFIX = "hcc-cds-metrics-"
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hcc-cds-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_PREFIX)
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
@@ -56,14 +57,23 @@ def on_starting(server) -> None:
         shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
     from service.db import Database, DatabaseUnavailable
 
+    database = Database(_settings.feedback_db, _settings.db_timeout)
     try:
-        Database(_settings.feedback_db, _settings.db_timeout).ensure_schema()
+        database.ensure_schema()
     except DatabaseUnavailable as exc:
         server.log.warning("database unavailable at start-up (%s): workers start without it, /readyz is 503 "
                            "until it answers", exc.reason)
+    finally:
+        database.engine.dispose()  # no connection of the master's is inherited by the workers
 
 
 def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics directory made above (gunicorn may read this file more than once, so by its name)."""
+    if os.path.basename(_metrics_dir).startswith(_METRICS_PREFIX):
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -43,7 +43,7 @@ import urllib3
 from flask import current_app, g, request
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database, DatabaseUnavailable, UsedJti, purge_expired
+from .db import Database, DatabaseUnavailable, UsedJti
 from .errors import ServiceError
 from .logs import log_event
 
@@ -57,7 +57,6 @@ MAX_TOKEN_CHARS = 16 * 1024
 MAX_TOKEN_LIFETIME = 3600  # seconds between iat and exp; CDS Hooks asks for short-lived JWTs (≤ 1 h)
 MAX_JTI_CHARS = 255
 MIN_RSA_BITS = 2048
-PURGE_INTERVAL = 60.0  # seconds between opportunistic deletions of expired jti rows (per app/process)
 _EXTENSION = "hcc_cds_auth"
 # RFC 6750 §3: a 401 names the scheme; the error detail stays in the log, not in the response.
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="hcc-cds", error="invalid_token"'}
@@ -343,7 +342,7 @@ def _remember_jti(iss: str, jti: str, expires_epoch: float) -> None:
     if local.seen(key):
         raise _Reject("replay")
     try:
-        _purge_expired(database)
+        database.purge_if_due()
         with database.transaction() as session:
             session.add(UsedJti(key=key, expires_at=datetime.fromtimestamp(expires_epoch, UTC)))
     except IntegrityError:
@@ -379,20 +378,6 @@ class _LocalJtis:
 
 def _local_jtis() -> _LocalJtis:
     return current_app.extensions.setdefault(_EXTENSION, {}).setdefault("local_jtis", _LocalJtis())
-
-
-def _purge_expired(database: Database) -> None:
-    """At most once per ``PURGE_INTERVAL`` per process: delete expired JWT ids and issued-card records."""
-    state = current_app.extensions.setdefault(_EXTENSION, {})
-    now = time.monotonic()
-    if now - state.get("last_purge", float("-inf")) < PURGE_INTERVAL:
-        return
-    state["last_purge"] = now
-    try:
-        with database.transaction() as session:
-            purge_expired(session)
-    except (DatabaseUnavailable, IntegrityError):  # best effort; a later request tries again
-        state["last_purge"] = float("-inf")
 
 
 def _clip(value: Any) -> Any:

@@ -1,9 +1,10 @@
-"""``hcc-cds``: serve the service, replay fixtures, record hook requests, report feedback.
+"""``hcc-cds``: serve the service, replay fixtures, record hook requests, report feedback, migrate the database.
 
     hcc-cds serve [--host H] [--port P] [--no-demo-data]
     hcc-cds replay FILE [--hook HOOK] [--now ISO-DATETIME] [--check]
     hcc-cds record PATIENT-BUNDLE [--hook HOOK] [--draft-orders FILE] [--selection REF ...] [--now ISO]
     hcc-cds feedback-report
+    hcc-cds db upgrade | purge | current
 """
 
 from __future__ import annotations

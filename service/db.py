@@ -27,6 +27,7 @@ from sqlalchemy.pool import StaticPool
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 RETRY_SECONDS = 2.0  # after a failure, the database is left alone this long
+PURGE_INTERVAL = 60.0  # seconds between two opportunistic purges of expired records (per process)
 _ADVISORY_LOCK = 0x4843_4344  # "HCCD": the PostgreSQL advisory lock key of schema migrations
 
 
@@ -216,13 +217,32 @@ class Database:
         self._lock = threading.Lock()
         self._schema_ready = False
         self._down_until = float("-inf")
+        self._last_purge = float("-inf")
         self.last_error: str | None = None
 
     def _failed(self, exc: BaseException) -> DatabaseUnavailable:
+        from .metrics import DATABASE_ERRORS
+
         with self._lock:
             self.last_error = type(exc).__name__
             self._down_until = time.monotonic() + RETRY_SECONDS
+        DATABASE_ERRORS.labels(reason=self.last_error).inc()
         return DatabaseUnavailable(self.last_error)
+
+    def purge_if_due(self) -> None:
+        """At most once per ``PURGE_INTERVAL`` per process, delete expired JWT ids and issued-card records (best
+        effort: a failure is retried by a later call)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_purge < PURGE_INTERVAL:
+                return
+            self._last_purge = now
+        try:
+            with self.transaction() as session:
+                purge_expired(session)
+        except (DatabaseUnavailable, IntegrityError):
+            with self._lock:
+                self._last_purge = float("-inf")
 
     def ensure_schema(self) -> None:
         """Migrate once per process (a no-op when another process already did); DatabaseUnavailable on failure."""

@@ -242,8 +242,10 @@ def record_issued_cards(service_id: str, cards: list[dict]) -> None:
             rows[uuid] = {"card_uuid": uuid, "service_id": service_id, "card_type": card_type_of(card)}
     if not rows:
         return
+    database: Database = current_app.extensions["hcc_cds_database"]
     try:
-        with current_app.extensions["hcc_cds_database"].transaction() as session:
+        database.purge_if_due()
+        with database.transaction() as session:
             session.execute(insert(IssuedCard), list(rows.values()))
     except (DatabaseUnavailable, SQLAlchemyError) as exc:
         log_event("issued_cards_store_error", level=logging.WARNING, service_id=service_id,

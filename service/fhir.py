@@ -395,7 +395,9 @@ def fetch(
 
     Follows Bundle ``next`` links on the same origin (at most ``settings.fhir_max_pages`` pages per key),
     bounds each request by the connect/read timeouts, the whole call by ``settings.fhir_deadline`` seconds
-    and all bodies together by ``settings.fhir_max_bytes``. Never raises for network problems: a key that
+    counted from the request's arrival (:func:`call_deadline`), its requests by ``settings.fhir_max_requests``,
+    each body by ``settings.fhir_max_response_bytes`` and all bodies together by ``settings.fhir_max_bytes``;
+    calls to one host pass its bulkhead (:func:`host_slot`). Never raises for network problems: a key that
     fails is in ``failures`` with a short reason, never the token. A ``fhir_server`` that
     :func:`is_allowed` refuses is not contacted (every key fails with "FHIR server not allowed").
     """

@@ -213,3 +213,36 @@ def test_app_starts_with_postgresql_down_and_becomes_ready(postgres, postgres_ur
         postgres.start()
     assert client.get("/readyz").get_json() == {"status": "ok", "database": "ok"}
     assert current_revision(Database(postgres_url).engine) == head_revision()
+
+
+def test_hook_calls_purge_expired_issued_cards_without_auth(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/purge-hook.sqlite3"
+    body = fixture_request("systemic-atezo-bev")
+    now = evaluated_at(body)
+    app = create_app(Settings(auth_mode="off", feedback_db=url), clock=lambda: now)
+    database: Database = app.extensions["hcc_cds_database"]
+    with database.transaction() as session:
+        session.add(IssuedCard(card_uuid="expired", service_id="s", card_type="t",
+                               issued_at=datetime.now(UTC) - timedelta(days=31)))
+    assert app.test_client().post(PATIENT_VIEW, json=body).status_code == 200
+    with database.transaction() as session:
+        uuids = set(session.scalars(select(IssuedCard.card_uuid)))
+    assert "expired" not in uuids and uuids  # the new cards were recorded, the expired one purged
+
+
+def test_feedback_on_postgresql_is_idempotent_across_instances(postgres_url, issuer, tmp_path) -> None:
+    first, _ = _app(postgres_url, issuer, tmp_path)
+    second, _ = _app(postgres_url, issuer, tmp_path)
+    assert _feedback(first, issuer, "pg-card").get_json() == {"received": 1, "stored": 1}
+    assert _feedback(second, issuer, "pg-card").get_json() == {"received": 1, "stored": 0}
+    with Database(postgres_url).transaction() as session:
+        assert session.scalars(select(FeedbackRecord.card_uuid)).all() == ["pg-card"]
+
+
+def test_jwt_replay_on_postgresql_is_refused_by_another_instance(postgres_url, issuer, tmp_path) -> None:
+    first, body = _app(postgres_url, issuer, tmp_path)
+    second, _ = _app(postgres_url, issuer, tmp_path)
+    assert _call(first, issuer, body, "pg-jti-1")[0].status_code == 200
+    assert _call(second, issuer, body, "pg-jti-1")[0].status_code == 401
+    with Database(postgres_url).transaction() as session:
+        assert session.get(UsedJti, f"{issuer.iss}|pg-jti-1") is not None

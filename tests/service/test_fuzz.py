@@ -235,8 +235,8 @@ def mutated_requests(draw, hook: str) -> dict:
             del parent[path[-1]]
         elif operation == "duplicate" and isinstance(parent, list):
             parent.append(copy.deepcopy(parent[path[-1]]))
-        elif operation == "odd":
-            parent[path[-1]] = draw(ODD_VALUES)
+        elif operation == "odd":  # a copy: sampled_from hands out the same [] / {} objects every time
+            parent[path[-1]] = copy.deepcopy(draw(ODD_VALUES))
         else:
             parent[path[-1]] = draw(json_values)
         region = {"prefetch": body.get("prefetch"), "context": body["context"]}

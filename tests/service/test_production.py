@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import socket
 import tempfile
 import threading
@@ -58,6 +59,7 @@ def stack():
             yield Stack(postgres, gunicorn, nginx, issuer, hung, directory / "gunicorn.log")
     finally:
         hung.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _raw(port: int, data: bytes, timeout: float = 10) -> bytes:
@@ -115,6 +117,8 @@ def test_security_headers_on_every_kind_of_answer(stack) -> None:
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Content-Type"].startswith(("application/json", "application/fhir+json"))
+    internal = requests.get(stack.nginx.url + "/_errors/400.json", timeout=5)  # nginx's own 404, as JSON
+    assert internal.status_code == 404 and internal.json()["issue"][0]["code"] == "not-found"
     assert unauthorized.headers["WWW-Authenticate"].startswith("Bearer ")
     assert too_large.json()["resourceType"] == "OperationOutcome"  # nginx's own error, as JSON
 
