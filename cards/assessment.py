@@ -24,7 +24,6 @@ from .policy import Policy
 from .progression import Progression, assess_progression
 from .record import PatientRecord, codings, concept_text
 
-DEFAULT_CURRENT_DAYS = 30
 _HCC_TEXT = re.compile(r"hepatocellular|\bHCC\b|hepatoma", re.IGNORECASE)
 
 

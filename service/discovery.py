@@ -69,8 +69,9 @@ SERVICES: dict[str, Service] = {
             title="HCC second-line order checks (selection)",
             description=(
                 "Checks selected draft orders for HCC systemic therapy after first-line immunotherapy: "
-                "prior immune-related or bevacizumab-type adverse events, performance status and liver "
-                "function, ramucirumab AFP criterion, lenvatinib weight-based dose, prior anti-CTLA-4."
+                "a drug of the first line that failed, prior immune-related or bevacizumab-type adverse "
+                "events, fitness (performance status, ALBI, Child-Pugh), the ramucirumab AFP criterion, the "
+                "lenvatinib dose for weight and liver function, prior anti-CTLA-4."
             ),
             usage_requirements=_USAGE,
         ),
