@@ -123,7 +123,10 @@ def latest_usable(
         value, unit, from_text = quantity_value(obs, factors)
         if value is None:
             raw = (obs.get("valueQuantity") or {}).get("value") if isinstance(obs.get("valueQuantity"), dict) else None
-            if raw is None:
+            if raw is None and isinstance(obs.get("valueString"), str):
+                problems.append(Problem(concept, "unreadable", f"{concept} on {day(when)} is recorded as text "
+                                        f"('{obs['valueString'][:40]}'), not as a number with a unit: not read"))
+            elif raw is None:
                 absent = "value missing" if "dataAbsentReason" not in obs else "recorded as not available"
                 problems.append(Problem(concept, "missing", f"{concept} on {day(when)} could not be read: {absent}"))
             elif finite(raw) is None:

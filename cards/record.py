@@ -192,6 +192,24 @@ def _belongs_to(resource: dict, patient_id: str, own: str) -> bool:
 
 
 _UNDATED = datetime.min.replace(tzinfo=UTC)
+_VALUE_ELEMENTS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueInteger", "dataAbsentReason")
+
+
+def _panel_results(panel: dict) -> list[dict]:
+    """The lab results a panel Observation holds as components (e.g. a hepatic function panel with albumin and
+    bilirubin), each as an Observation of its own: the panel's id, status, subject and dates, the component's
+    code and value. Only components coded with a result the rules read; lesion components (TumorSize) stay put."""
+    results = []
+    for index, component in enumerate(panel["component"]):
+        if not isinstance(component, dict):
+            continue
+        if not any(s == t.LOINC and c in t.PANEL_RESULT_CODES for s, c in codings(component.get("code"))):
+            continue
+        result = {k: v for k, v in panel.items() if k not in ("component", "code", "id", *_VALUE_ELEMENTS)}
+        result.update({k: v for k, v in component.items() if k == "code" or k in _VALUE_ELEMENTS})
+        result["id"] = f"{panel.get('id', 'panel')}-component-{index + 1}"
+        results.append(result)
+    return results
 # Elements the rules read, by type: a malformed one of these makes the resource unusable; any other malformed
 # element is named and the resource is still read (defensively, from the raw JSON).
 _NEEDED = {
@@ -266,16 +284,26 @@ class PatientRecord:
         self.malformed: list[SkippedResource] = []  # kept, with the named elements not read
         # Observations by (system, code), each with its (defensively read) date: one pass, then cheap lookups.
         self._observations_by_code: dict[tuple[str, str], list[tuple[datetime, dict]]] = defaultdict(list)
+        self._panel_of: dict[int, dict] = {}  # a component read as its own result -> the panel Observation
         for obs in self._by_type.get("Observation", ()):
             when = observation_instant(obs) or _UNDATED
             for key in set(codings(obs.get("code"))):
                 self._observations_by_code[key].append((when, obs))
+            if isinstance(obs.get("component"), list):
+                for part in _panel_results(obs):
+                    self._panel_of[id(part)] = obs
+                    for key in set(codings(part.get("code"))):
+                        self._observations_by_code[key].append((when, part))
 
     # -- validation -------------------------------------------------------------------------------
     def valid(self, resource: dict) -> bool:
         """Validate with the fhir.resources R4 model once (clinical-rules.md §1 "One bad element never drops the
         resource"): a resource whose malformed elements are not ones the rules read is kept and the element is
-        named (``malformed``); one whose needed elements are malformed is skipped and named (``skipped``)."""
+        named (``malformed``); one whose needed elements are malformed is skipped and named (``skipped``). A panel
+        component read as its own result is as valid as its panel Observation."""
+        panel = self._panel_of.get(id(resource))
+        if panel is not None:
+            return self.valid(panel)
         known = self._validity.get(id(resource))
         if known is not None:
             return known

@@ -115,6 +115,9 @@ DISEASE_STABLE = "359746009"
 DISEASE_IMPROVED = "268910001"
 DISEASE_UNDETERMINED = "709137006"
 
+# Results that EHRs also send as components of a panel Observation (hepatic function panel, coagulation panel)
+PANEL_RESULT_CODES = ALBUMIN_MASS | BILIRUBIN_TOTAL | AFP_MASS | AFP_UNITS | INR
+
 OBSERVATION_CODES_OF_INTEREST = (
     *sorted(ALBUMIN_MASS), *sorted(BILIRUBIN_TOTAL), ECOG, KARNOFSKY, *sorted(AFP_MASS), *sorted(AFP_UNITS),
     BODY_WEIGHT, *sorted(DISEASE_STATUS), TUMOR_SIZE, *sorted(INR),

@@ -190,6 +190,27 @@ def test_a_400_digit_integer_is_named_and_not_used():
     assert any("not a finite value" in p.detail for p in a.problems)
 
 
+def test_albumin_and_bilirubin_inside_a_hepatic_function_panel_are_read():
+    # EHRs often send one panel Observation (24325-3 Hepatic function panel) with the results as components
+    panel = b.observation("24325-3", when=b.ago(5))
+    panel["component"] = [
+        {"code": b.concept("1751-7", b.LOINC),
+         "valueQuantity": {"value": 3.5, "unit": "g/dL", "system": b.UCUM, "code": "g/dL"}},
+        {"code": b.concept("1975-2", b.LOINC),
+         "valueQuantity": {"value": 1.2, "unit": "mg/dL", "system": b.UCUM, "code": "mg/dL"}}]
+    a = assessment(panel)
+    assert a.albi.status == "current" and round(a.albi.score, 2) == -2.11  # the worked example
+
+
+def test_a_lab_value_recorded_as_text_is_named_not_guessed():
+    text = b.albumin(3.5, "g/dL", b.ago(5))
+    del text["valueQuantity"]
+    text["valueString"] = "3.5 g/dL"
+    a = assessment(text, b.bilirubin(1.2, "mg/dL", b.ago(5)))
+    assert a.albi.status != "current"
+    assert any("recorded as text ('3.5 g/dL')" in p.detail for p in a.problems)
+
+
 def test_inr_without_a_unit_is_dimensionless_and_read():
     a = assessment(b.inr(1.8, b.ago(5), unit=None), b.bilirubin(1.2, "mg/dL", b.ago(5)),
                    b.albumin(3.5, "g/dL", b.ago(5)))
