@@ -239,7 +239,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
         data = target.read_bytes()
     except OSError as exc:
         raise PolicyError(f"{target}: cannot be read ({exc.strerror or exc})") from None
-    return parse_policy(data, "default" if target == DEFAULT_POLICY_PATH else str(target))
+    return parse_policy(data, "the bundled default" if target == DEFAULT_POLICY_PATH else str(target))
 
 
 @cache
