@@ -164,6 +164,11 @@ def latest_usable(
     return None, problems
 
 
+def plural(count: int, noun: str) -> str:
+    """"1 lesion", "2 lesions" (clinical-rules.md §5: plurals are words)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def day(value: date) -> str:
     """A date as clinicians read it on a card: 2 Nov 2026."""
     return f"{value.day} {value:%b %Y}"

@@ -226,9 +226,6 @@ class FirstLine:
         return tuple(d for d in self.drugs if d in t.ICI_NAMES)
 
 
-Course = FirstLine
-
-
 def regimen_name(drugs: set[str]) -> str:
     """The regimen of clinical-rules.md §2; a course without an ICI is named by its drugs."""
     for members, name in REGIMENS:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from . import terminology as t
-from .measurements import Problem, day
+from .measurements import Problem, day, plural
 from .medications import FirstLine
 from .policy import Policy, default_policy
 from .record import PatientRecord, codings, concept_text, condition_date, observation_date, reference_id
@@ -22,11 +22,6 @@ from .record import PatientRecord, codings, concept_text, condition_date, observ
 # The [derived] thresholds (oligoprogression limits, hyperprogression window and growth) live in the site policy.
 GROWTH_FRACTION = 0.20
 GROWTH_MIN_MM = 5.0
-
-
-def plural(count: int, noun: str) -> str:
-    """"1 lesion", "2 lesions" (clinical-rules.md §5: plurals are words)."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)

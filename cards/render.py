@@ -17,7 +17,7 @@ from datetime import date
 from . import terminology as t
 from .assessment import Assessment
 from .evidence import QUOTES, SHORT_CITATION, TRIALS_AS_OF
-from .measurements import day
+from .measurements import day, plural
 from .rules import Decision, Option, eligible_trials, fitness_reason, regimen_text
 
 SUMMARY_MAX = 139
@@ -79,27 +79,13 @@ def when(value: date | None) -> str:
     return day(value) if value else "date unknown"
 
 
-def first_line_text(a: Assessment, regimen: bool = True) -> str:
+def first_line_text(a: Assessment) -> str:
     """Regimen, dates and stop reason; "ongoing" only while the course is active."""
     line = a.first_line
     assert line is not None
     end = "ongoing" if line.active else (when(line.end) if line.end else "end not recorded")
     stop = f", {_STOP_WORDS[line.stop_reason]}" if line.stop_reason else ""
-    name = f"{regimen_text(line.regimen, line.drugs)}, " if regimen else ""
-    return f"{name}{when(line.start)} → {end}{stop}"
-
-
-def dose_text(option: Option) -> str:
-    return option.dose.text if option.dose else ""
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _names(drugs: tuple[str, ...] | list[str]) -> str:
-    items = list(drugs)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return f"{regimen_text(line.regimen, line.drugs)}, {when(line.start)} → {end}{stop}"
 
 
 # -- the second-line card ------------------------------------------------------------------------
@@ -357,7 +343,7 @@ def data_quality_needs(a: Assessment, d: Decision) -> list[tuple[str, str]]:
 def _problem_lines(a: Assessment) -> list[str]:
     lines = [p.detail for p in a.problems if p.kind != "ok"]
     if a.unidentified:
-        lines.append(f"{_plural(len(a.unidentified), 'medication record')} could not be identified (the drug is "
+        lines.append(f"{plural(len(a.unidentified), 'medication record')} could not be identified (the drug is "
                      "not named in a form we can read)")
     lines += list(a.skipped) + list(a.malformed)
     lines += [f"not readable from the EHR: {u}" for u in a.unavailable]
@@ -436,7 +422,7 @@ def trials_card(a: Assessment, new_id: UuidFactory = new_uuid, at_progression: b
               f"ClinicalTrials.gov.\n\n{_quote('R8-trials')}")
     return {
         "uuid": new_id(),
-        "summary": summarise(f"{_plural(len(trials), 'trial')} from the paper's Table 1 designed for patients after "
+        "summary": summarise(f"{plural(len(trials), 'trial')} from the paper's Table 1 designed for patients after "
                              f"{regimen_text(line.regimen, line.drugs)}: {when_relevant}"),
         "indicator": "info",
         "detail": detail,

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from .assessment import Assessment
 from .markers import AFP_RAMUCIRUMAB_THRESHOLD_NG_ML
+from .measurements import plural
 from .policy import Policy
 
 
@@ -31,7 +32,6 @@ class Strength(StrEnum):
         return list(Strength).index(self)
 
 
-STRENGTHS = tuple(s.value for s in Strength)
 # Option codes in the contract's order (ties in ranking keep this order) and their roles.
 ROLES = {
     "best-supportive-care": "supportive",
@@ -68,7 +68,6 @@ OPTION_DRUGS = {
 }
 TKI_OPTIONS = ("tki-lenvatinib", "tki-sorafenib", "tki-cabozantinib", "tki-regorafenib")
 ANTI_VEGF_OPTIONS = (*TKI_OPTIONS, "ramucirumab")
-ICI_OPTIONS = ("ici-retrial-nivolumab-ipilimumab", "ici-continuation")
 _ANTI_CTLA4 = frozenset({"ipilimumab", "tremelimumab"})
 
 
@@ -99,7 +98,7 @@ class Option:
 
 
 @dataclass(frozen=True)
-class Warning:
+class WarningNote:
     text: str
     quote: str | None = None  # the evidence key of the sentence the warning rests on
 
@@ -114,7 +113,7 @@ class Decision:
     rules_fired: list[str] = field(default_factory=list)
     options: list[Option] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (option code, reason)
-    warnings: list[Warning] = field(default_factory=list)
+    warnings: list[WarningNote] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
     indicator: str = "info"
     headline: str = ""  # why the leading option leads, for the summary
@@ -184,7 +183,7 @@ def scope(a: Assessment) -> tuple[str | None, tuple[str, ...]]:
     line = a.first_line
     if line is None:
         if unidentified and not a.history:
-            return None, (f"{_count(unidentified, 'medication record')} could not be identified: first-line "
+            return None, (f"{plural(unidentified, 'medication record')} could not be identified: first-line "
                           "immunotherapy cannot be confirmed",)
         return None, ()
     if len(a.history) > 1:
@@ -199,14 +198,6 @@ def scope(a: Assessment) -> tuple[str | None, tuple[str, ...]]:
         return None, ("HCC and first-line immunotherapy are recorded, but whether it progressed could not be "
                       "decided from the data named below",)
     return None, ()
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def applicable(a: Assessment) -> bool:
-    return scope(a)[0] is not None
 
 
 # -- doses -------------------------------------------------------------------------------------------
@@ -391,7 +382,7 @@ def _r3_r4_adverse_events(a: Assessment, d: Decision) -> None:
         dose = _option_dose(a, code)
         d.set(code, strength, reason, reason, evidence, dose)
     if irae and bev:
-        d.warnings.append(Warning(f"Both a prior immune-related adverse event ({irae_text}) and a bevacizumab-type "
+        d.warnings.append(WarningNote(f"Both a prior immune-related adverse event ({irae_text}) and a bevacizumab-type "
                                   f"event ({bev_text}): the paper gives no tie-break, so no systemic option is "
                                   "above consider. Discuss local therapy, supportive care and trials (tumour "
                                   "board).", "R3"))
@@ -444,7 +435,7 @@ def _r5_oligoprogression(a: Assessment, d: Decision) -> None:
     d.fire("R5")
     organs = ", ".join(o.replace("-", " ") for o in prog.organs)
     count = prog.progressing_lesions or 0
-    lesions = _count(count, "progressing lesion")
+    lesions = plural(count, "progressing lesion")
     d.set("local-ablative-therapy", Strength.ALTERNATIVE, f"Oligoprogression ({lesions}, {organs}): local therapy "
           "can be considered with continued ICI or a switch.",
           f"Oligoprogression: {lesions} in {organs}, progression at least {policy.oligo_min_days} days after the "
@@ -453,7 +444,7 @@ def _r5_oligoprogression(a: Assessment, d: Decision) -> None:
           "control]. SBRT favoured (little or no interruption of ICI, possible immune stimulation); transarterial "
           "therapy or radiofrequency ablation for liver lesions. Studies of SBRT for oligoprogression during ICI "
           "therapy in HCC are extremely rare.", ("R5", "R5-definition", "R5-rare"))
-    d.warnings.append(Warning("Evidence for local therapy here is thin.", "R5-rare"))
+    d.warnings.append(WarningNote("Evidence for local therapy here is thin.", "R5-rare"))
     continuation = d.option("ici-continuation")
     if continuation is not None and "R3" not in d.rules_fired and "R4" not in d.rules_fired:
         d.set("ici-continuation", Strength.ALTERNATIVE, "Continue the ICI if local therapy controls the "
@@ -480,9 +471,9 @@ def _r6_vascular_invasion(a: Assessment, d: Decision) -> None:
     if continuation is not None and "R3" not in d.rules_fired and "R4" not in d.rules_fired:
         d.at_least("ici-continuation", Strength.CONSIDER, continuation.reason, continuation.rationale,
                    continuation.evidence)
-    d.warnings.append(Warning("New vascular invasion: HR 2.15 for overall survival.", "R6-prognosis"))
+    d.warnings.append(WarningNote("New vascular invasion: HR 2.15 for overall survival.", "R6-prognosis"))
     if prog.vascular_invasion_i81_only:
-        d.warnings.append(Warning("Coded as portal vein thrombosis (tumour or bland?): confirm tumour thrombus on "
+        d.warnings.append(WarningNote("Coded as portal vein thrombosis (tumour or bland?): confirm tumour thrombus on "
                                   "imaging."))
     if not d.headline:
         d.headline = "new vascular invasion (HR 2.15 for OS): add SBRT"
@@ -497,7 +488,7 @@ def _r2b_hyperprogression(a: Assessment, d: Decision) -> None:
     d.at_least("best-supportive-care", Strength.CONSIDER, "Hyperprogression makes further treatment harder to "
                "choose.", f"Hyperprogression (progression within {policy.hyper_max_days} days of the first-line "
                f"start with more than {policy.hyper_min_growth_percent} % growth [derived]{change}).", ("R2b",))
-    d.warnings.append(Warning(f"Hyperprogression{change}, within {policy.hyper_max_days} days of the first-line "
+    d.warnings.append(WarningNote(f"Hyperprogression{change}, within {policy.hyper_max_days} days of the first-line "
                               "start [derived].", "R2b"))
 
 
@@ -507,7 +498,7 @@ def _r8_individualise(a: Assessment, d: Decision) -> None:
     assert line is not None
     trials = eligible_trials(a)
     if trials:
-        reason = f"{_count(len(trials), 'trial')} of the paper's Table 1 designed for patients after this first line."
+        reason = f"{plural(len(trials), 'trial')} of the paper's Table 1 designed for patients after this first line."
     else:
         reason = "No trial of the paper's Table 1 is designed for patients after this first line."
     if a.fitness in {"frail", "weigh"}:
@@ -561,11 +552,11 @@ def _r0t_surveillance(a: Assessment, d: Decision) -> None:
 def _possible_hcc_and_age(a: Assessment, d: Decision) -> None:
     if a.diagnosis.status == "possible-hcc":
         d.cap(lambda o: True, Strength.ALTERNATIVE, "Possible HCC only: confirm the diagnosis first.")
-        d.warnings.append(Warning("The diagnosis is coded as an unspecified liver malignancy (possible HCC): confirm "
-                                  "the diagnosis before choosing second-line therapy."))
+        d.warnings.append(WarningNote("The diagnosis is coded as an unspecified liver malignancy (possible HCC): "
+                                      "confirm the diagnosis before choosing second-line therapy."))
     age = a.patient.age_years
     if age is not None and age < 18:
-        d.warnings.append(Warning(f"Age {age}: the evidence is from adults."))
+        d.warnings.append(WarningNote(f"Age {age}: the evidence is from adults."))
 
 
 def _r1_r2_fitness(a: Assessment, d: Decision) -> None:
@@ -602,10 +593,10 @@ def _r1_r2_fitness(a: Assessment, d: Decision) -> None:
         d.caveats.append(f"{' and '.join(d.needs)} not current: no option is preferred until "
                          f"{'they are' if len(d.needs) > 1 else 'it is'} measured; fitness is never assumed.")
     if tier == "frail":
-        d.warnings.append(Warning(f"{why}: further treatment may accelerate deterioration (prognostic categories, "
+        d.warnings.append(WarningNote(f"{why}: further treatment may accelerate deterioration (prognostic categories, "
                                   "not treatment cut-offs).", "R1-weigh"))
     elif tier == "weigh":
-        d.warnings.append(Warning(f"{why}: weigh best supportive care (prognostic categories, not treatment "
+        d.warnings.append(WarningNote(f"{why}: weigh best supportive care (prognostic categories, not treatment "
                                   "cut-offs).", "R1-weigh"))
 
 
