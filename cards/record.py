@@ -52,8 +52,8 @@ def parse_instant(value: object) -> datetime | None:
     of that day (UTC); a dateTime without a zone is read as UTC; a partial date (YYYY, YYYY-MM) its first day."""
     if not isinstance(value, str):
         return None
-    try:  # the C parser first: nearly every value in a record is a full date or dateTime
-        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    try:  # the C parser first: nearly every value in a record is a full date or dateTime ("Z" included)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         day = parse_date(value)
         return datetime.combine(day, time(), UTC) if day else None
@@ -110,6 +110,24 @@ def codings(concept: object) -> Iterator[tuple[str, str]]:
             yield system, (t.normalise_icd10(code) if system in t.ICD10_SYSTEMS else code)
 
 
+def _coding_keys(concept: object) -> list[tuple[str, str]]:
+    """``codings(concept)`` of one CodeableConcept as a list (a pair may repeat), without the generator: it runs for
+    every Observation of a 2,000-Observation record."""
+    entries = concept.get("coding") if isinstance(concept, dict) else None
+    if not isinstance(entries, list):
+        return list(codings(concept)) if isinstance(concept, list) else []
+    keys = []
+    for coding in entries:
+        if isinstance(coding, dict):
+            code = coding.get("code")
+            if isinstance(code, str):
+                system = coding.get("system")
+                system = _SYSTEMS.get(system) or _canonical_system(system) if isinstance(system, str) else ""
+                code = code.strip()
+                keys.append((system, t.normalise_icd10(code) if system in t.ICD10_SYSTEMS else code))
+    return keys
+
+
 def has_code(concept: object, system: str, codes: Iterable[str]) -> bool:
     wanted = set(codes)
     return any(s == system and c in wanted for s, c in codings(concept))
@@ -129,6 +147,9 @@ def concept_text(concept: object) -> str:
 
 def observation_instant(obs: dict) -> datetime | None:
     """effectiveDateTime, effectivePeriod.start, effectiveInstant, then issued (clinical-rules.md §1 "Dates")."""
+    effective = obs.get("effectiveDateTime")
+    if effective is not None and (instant := parse_instant(effective)) is not None:
+        return instant
     period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
     return parse_instant(obs.get("effectiveDateTime")) or parse_instant(period.get("start")) or parse_instant(
         obs.get("effectiveInstant")) or parse_instant(obs.get("issued"))
@@ -231,6 +252,18 @@ _NEEDED = {
 }
 
 
+def _model(resource_type: str):  # type: ignore[no-untyped-def]
+    """The fhir.resources R4B model class of a type the core reads, or None."""
+    module = _MODEL_MODULES.get(resource_type)
+    return getattr(import_module(f"fhir.resources.R4B.{module}"), resource_type) if module else None
+
+
+def load_models() -> None:
+    """Import every model now (a server's start-up) instead of on first use."""
+    for resource_type in _MODEL_MODULES:
+        _model(resource_type)
+
+
 def _invalid_elements(model, resource: dict) -> set[str]:  # type: ignore[no-untyped-def]
     """Top-level element names that fail R4 validation (empty when valid; {"resource"} when it cannot be told)."""
     try:
@@ -261,39 +294,43 @@ class PatientRecord:
     def __init__(self, resources: Iterable[dict], patient_id: str | None = None) -> None:
         """Index ``resources``; with ``patient_id``, resources whose subject/patient is another patient are
         left out (a FHIR server that ignores an unsupported search parameter returns everyone's data)."""
-        self._by_type: dict[str, list[dict]] = defaultdict(list)
-        self._by_ref: dict[str, dict] = {}
+        by_type: dict[str, list[dict]] = defaultdict(list)
+        by_ref: dict[str, dict] = {}
+        self._by_type, self._by_ref = by_type, by_ref
         self.other_patient: list[str] = []
-        seen: set[tuple[str, str]] = set()
         own = f"Patient/{patient_id}"
         for resource in resources:
-            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+            if not isinstance(rtype, str):
                 continue
-            if patient_id is not None and not _belongs_to(resource, patient_id, own):
-                self.other_patient.append(f"{resource['resourceType']}/{resource.get('id', '?')}")
+            subject = resource.get("subject")
+            if patient_id is not None and not (isinstance(subject, dict) and subject.get("reference") == own) \
+                    and not _belongs_to(resource, patient_id, own):
+                self.other_patient.append(f"{rtype}/{resource.get('id', '?')}")
                 continue
-            key = (resource["resourceType"], str(resource.get("id", "")))
-            if key[1] and key in seen:  # the same resource from prefetch and a FHIR page
-                continue
-            seen.add(key)
-            self._by_type[key[0]].append(resource)
-            if key[1]:
-                self._by_ref[f"{key[0]}/{key[1]}"] = resource
+            rid = resource.get("id", "")
+            if rid != "":
+                ref = f"{rtype}/{rid}"
+                if ref in by_ref:  # the same resource from prefetch and a FHIR page
+                    continue
+                by_ref[ref] = resource
+            by_type[rtype].append(resource)
         self._validity: dict[int, bool] = {}
         self.skipped: list[SkippedResource] = []
         self.malformed: list[SkippedResource] = []  # kept, with the named elements not read
         # Observations by (system, code), each with its (defensively read) date: one pass, then cheap lookups.
         self._observations_by_code: dict[tuple[str, str], list[tuple[datetime, dict]]] = defaultdict(list)
         self._panel_of: dict[int, dict] = {}  # a component read as its own result -> the panel Observation
-        for obs in self._by_type.get("Observation", ()):
+        by_code = self._observations_by_code
+        for obs in by_type.get("Observation", ()):
             when = observation_instant(obs) or _UNDATED
-            for key in set(codings(obs.get("code"))):
-                self._observations_by_code[key].append((when, obs))
+            for key in _coding_keys(obs.get("code")):
+                by_code[key].append((when, obs))
             if isinstance(obs.get("component"), list):
                 for part in _panel_results(obs):
                     self._panel_of[id(part)] = obs
-                    for key in set(codings(part.get("code"))):
-                        self._observations_by_code[key].append((when, part))
+                    for key in _coding_keys(part.get("code")):
+                        by_code[key].append((when, part))
 
     # -- validation -------------------------------------------------------------------------------
     def valid(self, resource: dict) -> bool:
@@ -308,10 +345,9 @@ class PatientRecord:
         if known is not None:
             return known
         rtype = resource.get("resourceType", "")
-        module = _MODEL_MODULES.get(rtype)
+        model = _model(rtype)
         ok = True
-        if module:
-            model = getattr(import_module(f"fhir.resources.R4B.{module}"), rtype)
+        if model is not None:
             candidate = resource
             if rtype == "Observation" and "status" not in resource:
                 # clinical-rules.md §1: an absent Observation status counts like "final"
@@ -355,8 +391,8 @@ class PatientRecord:
         return self.valid(obs) and obs.get("status", "final") in _OBSERVATION_OK
 
     def observation_candidates(self, codes: Iterable[str], system: str = t.LOINC) -> list[tuple[datetime, dict]]:
-        """(instant, Observation) with one of the codes, newest first by full instant (time of day counts) — NOT
-        yet validated (see ``countable``); undated ones last."""
+        """(instant, Observation) with one of the codes, each once, newest first by full instant (time of day
+        counts) — NOT yet validated (see ``countable``); undated ones last."""
         found: dict[int, tuple[datetime, dict]] = {}
         for code in codes:
             for item in self._observations_by_code.get((system, code), ()):

@@ -9,13 +9,13 @@ parser accepts it, but it cannot be encoded again, so it would break every later
 
 from __future__ import annotations
 
-import json
 import re
 
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import ServiceError
+from .jsonparse import loads
 
 # A \uD800-\uDFFF escape, or the UTF-8-style bytes of a surrogate (ED A0..BF xx). Both are rare in real requests
 # (emoji arrive as raw UTF-8), so the full check below runs only when this finds one.
@@ -63,7 +63,7 @@ def read_json() -> object | None:
     ServiceError(400) when the body is malformed on the wire or holds a lone surrogate."""
     data = _read_body()
     try:
-        parsed = json.loads(data)
+        parsed = loads(data)
     except (ValueError, RecursionError):
         return None
     # bytes.find is memchr-fast; the regex and the walk run only when a surrogate could be there at all

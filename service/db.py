@@ -111,7 +111,11 @@ def make_engine(url: str, timeout: float = 2.0) -> Engine:
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
             cursor = dbapi_connection.cursor()
             if parsed.database not in (None, "", ":memory:"):
+                # WAL with synchronous=NORMAL: a commit appends to the log without an fsync (fsync at checkpoints);
+                # the database stays consistent, and a power cut may lose the last commits' bookkeeping. An fsync
+                # per hook call cost 5 ms at the median and 23 ms at p95 here.
                 cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.close()
 

@@ -1,9 +1,9 @@
 """Outbound FHIR client: prefetch-token substitution, the ``fhirServer`` allowlist, and bounded fetches.
 
-Library decision: this module uses a ``requests.Session`` — fhirclient's own HTTP layer — directly, because
+The transport is :mod:`service.transport` (the standard library's ``http.client`` with kept-alive connections):
 fhirclient 4.x's ``FHIRServer._get`` calls ``session.get(url, headers=headers)`` with no timeout and no
-streaming, and ``request_json`` reads the whole body, so neither timeouts nor a byte bound can be set per
-request through it.
+streaming, and ``request_json`` reads the whole body, so neither timeouts nor a byte bound can be set per request
+through it; why not requests or urllib3 is in that module.
 
 Every request carries ``Accept: application/fhir+json``, ``Prefer: handling=strict`` (a server must not ignore a
 search parameter it does not support and return other patients' data) and, when a token is given,
@@ -14,23 +14,22 @@ Neither the token nor URLs (which hold patient ids) are logged or put into failu
 
 from __future__ import annotations
 
-import json
+import http.client
 import logging
 import re
+import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
-import requests
-import urllib3
 from flask import g, has_request_context, request
-from requests.auth import AuthBase
 
-from service import metrics
+from service import jsonparse, metrics, transport
 from service.config import Settings
 
 log = logging.getLogger("hcc_cds.fhir")
@@ -48,6 +47,7 @@ _USER_TOKENS = {
 }
 _KEEP_MODES = {None, "match", "include"}
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c|2e)", re.IGNORECASE)
+_UNSAFE_URL_CHARACTER = re.compile(r"[\s\x00-\x1f\\]")  # whitespace (as str.isspace), control characters, a backslash
 
 
 @dataclass
@@ -136,7 +136,7 @@ def encode_query(query: str) -> str:
 
 def _parse_base(url: str) -> tuple[str, str, int, str] | None:
     """(scheme, host, port, path without trailing "/") of an http(s) base URL, or None if unusable."""
-    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 32 or ch == "\\" for ch in url):
+    if not isinstance(url, str) or _UNSAFE_URL_CHARACTER.search(url):
         return None
     try:
         parts = urlsplit(url)
@@ -190,24 +190,6 @@ def is_allowed(fhir_server: str, settings: Settings) -> bool:
 # --- fetching ----------------------------------------------------------------------------------------------
 
 
-class _Bearer(AuthBase):
-    """Sets ``Authorization: Bearer`` on every request, or removes it without a token. Being an explicit
-    auth object it also stops requests from putting ~/.netrc credentials in its place."""
-
-    def __init__(self, token: str | None) -> None:
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self._token:
-            request.headers["Authorization"] = f"Bearer {self._token}"
-        else:
-            request.headers.pop("Authorization", None)
-        return request
-
-    def __repr__(self) -> str:
-        return "_Bearer(<redacted>)"
-
-
 class _Failure(Exception):
     """A key failed; ``str(exc)`` is the clinician-safe reason."""
 
@@ -233,11 +215,15 @@ class _ByteBudget:
 _HEADERS = {"Accept": FHIR_JSON, "Prefer": "handling=strict"}
 
 
+def _headers(token: str | None) -> dict[str, str]:
+    return {**_HEADERS, "Authorization": f"Bearer {token}"} if token else _HEADERS
+
+
 @dataclass
 class _Call:
     """Shared state of one :func:`fetch` call."""
 
-    auth: _Bearer
+    headers: dict[str, str]
     settings: Settings
     deadline: float
     budget: _ByteBudget
@@ -259,47 +245,41 @@ class _Call:
                 raise _Failure("too many requests")
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: BaseException) -> str:
     """A clinician-safe reason for a network exception (never its message: that may hold the URL)."""
-    if isinstance(exc, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return "TLS error"
-    # requests re-raises a body read timeout as ConnectionError(ReadTimeoutError)
-    if isinstance(exc, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError) or any(
-        isinstance(arg, urllib3.exceptions.TimeoutError) for arg in exc.args
-    ):
+    if isinstance(exc, TimeoutError):
         return "timed out"
-    if isinstance(exc, urllib3.exceptions.DecodeError | requests.exceptions.ContentDecodingError):
+    if isinstance(exc, zlib.error):
         return "not JSON"
     return "unreachable"
 
 
-def _get_json(session: requests.Session, url: str, call: _Call) -> object:
+def _get_json(url: str, call: _Call) -> object:
     left = call.remaining()
     call.take_request()
     limit = call.settings.fhir_max_response_bytes
-    timeout = (min(call.settings.fhir_connect_timeout, left), min(call.settings.fhir_read_timeout, left))
     try:
-        with session.get(url, headers=_HEADERS, auth=call.auth, timeout=timeout, stream=True,
-                         allow_redirects=False) as r:
-            if not 200 <= r.status_code < 300:
-                raise _Failure(f"HTTP {r.status_code}")
+        with transport.get(url, call.headers, connect_timeout=min(call.settings.fhir_connect_timeout, left),
+                           read_timeout=min(call.settings.fhir_read_timeout, left)) as r:
+            if not 200 <= r.status < 300:
+                raise _Failure(f"HTTP {r.status}")
             length = r.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > min(call.budget.left(), limit):
+            if length.isdigit() and int(length) > min(call.budget.left(), limit):  # gzip: decoded is larger still
                 raise _Failure("response too large")
-            # read1 (urllib3 >= 2) returns as soon as any bytes arrive, so a drip-fed body still meets the
-            # deadline; read(n) and iter_content() would block until n bytes came
-            read = getattr(r.raw, "read1", None) or r.raw.read
+            # read1 returns as soon as any bytes arrive, so a drip-fed body still meets the deadline
             body = bytearray()
-            while chunk := read(_CHUNK, decode_content=True):
+            while chunk := r.read1(_CHUNK):
                 call.remaining()
                 call.budget.take(len(chunk))
                 body += chunk
                 if len(body) > limit:  # streaming limit: one response never grows past it in memory
                     raise _Failure("response too large")
-    except (OSError, urllib3.exceptions.HTTPError) as exc:  # requests' exceptions are OSErrors
+    except (OSError, http.client.HTTPException, zlib.error) as exc:
         raise _Failure(_reason(exc)) from exc
     try:
-        return json.loads(body)
+        return jsonparse.loads(body)
     except ValueError as exc:
         raise _Failure("not JSON") from exc
 
@@ -365,25 +345,24 @@ def _fetch_key(query: str, fhir_server: str, call: _Call) -> list[dict]:
     """All resources for one query: a read, or every page of a search."""
     resources: list[dict] = []
     url = query if urlsplit(query).scheme else fhir_server.rstrip("/") + "/" + query.lstrip("/")
-    with requests.Session() as session:
-        for _page in range(max(call.settings.fhir_max_pages, 1)):
-            if not _under_base(url, fhir_server):
-                raise _Failure("next link on another host refused")
-            data = _get_json(session, url, call)
-            if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
-                raise _Failure("not a FHIR resource")
-            if data["resourceType"] == "OperationOutcome":
-                raise _Failure("server returned OperationOutcome")
-            if data["resourceType"] != "Bundle":
-                return [data]
-            try:
-                page, next_url = read_searchset(data)
-            except SearchsetError as exc:
-                raise _Failure(str(exc)) from exc
-            resources += page
-            if next_url is None:
-                return resources
-            url = urljoin(url, next_url)
+    for _page in range(max(call.settings.fhir_max_pages, 1)):
+        if not _under_base(url, fhir_server):
+            raise _Failure("next link on another host refused")
+        data = _get_json(url, call)
+        if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+            raise _Failure("not a FHIR resource")
+        if data["resourceType"] == "OperationOutcome":
+            raise _Failure("server returned OperationOutcome")
+        if data["resourceType"] != "Bundle":
+            return [data]
+        try:
+            page, next_url = read_searchset(data)
+        except SearchsetError as exc:
+            raise _Failure(str(exc)) from exc
+        resources += page
+        if next_url is None:
+            return resources
+        url = urljoin(url, next_url)
     raise _Failure("too many pages")
 
 
@@ -523,7 +502,7 @@ def _run_keys(queries: Mapping[str, str], fhir_server: str, access_token: str | 
               deadline: float) -> dict[str, Future]:
     """Fetch every key concurrently until done or ``deadline``; the futures (unfinished ones are abandoned)."""
     budget = _ByteBudget(settings.fhir_max_bytes)
-    call = _Call(_Bearer(access_token), settings, deadline, budget, threading.Event(),
+    call = _Call(_headers(access_token), settings, deadline, budget, threading.Event(),
                  requests_left=settings.fhir_max_requests)
     pool = ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(queries)), thread_name_prefix="fhir-fetch")
     futures = {key: pool.submit(_fetch_key, query, fhir_server, call) for key, query in queries.items()}
