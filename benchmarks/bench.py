@@ -4,7 +4,7 @@
 
 Sections (each prints p50/p95/p99 in ms, the count, and the contract budget with a verdict):
 
-1. full prefetch, 2,000 Observations, in process (Flask test client)        budget p95 <= 50 ms
+1. full prefetch, 2,000 Observations, in process (Flask test client)        budget p95 <= 50 ms, target <= 25 ms
 2. no prefetch, data from a local FHIR server process (fhirServer)          budget p95 <= 250 ms
 3. throughput: gunicorn (2 workers) driven by 8 concurrent HTTP clients     no budget (reported)
 4. memory across 10,000 in-process requests (RSS, allocator, tracemalloc)   budget: flat (< 10 % growth)
@@ -306,6 +306,7 @@ def _stage_breakdown(request: dict, body: bytes, now: datetime, repeat: int) -> 
     try:
         from cards.patient_view import evaluate
         from service.gather import gather
+        from service.jsonparse import loads
         from service.validation import request_errors
     except ImportError as exc:
         print(f"  (stage breakdown unavailable: {exc})")
@@ -323,9 +324,9 @@ def _stage_breakdown(request: dict, body: bytes, now: datetime, repeat: int) -> 
         print(f"    {label:<36} {statistics.median(times):7.2f} ms")
 
     print(f"  stage breakdown (direct calls, median of {repeat}):")
-    stage("json.loads(body)", lambda: json.loads(body))
-    stage("validation.request_errors", lambda: request_errors(holder["json.loads(body)"]))
-    stage("gather (prefetch -> resources)", lambda: gather(holder["json.loads(body)"], settings))
+    stage("jsonparse.loads(body)", lambda: loads(body))
+    stage("validation.request_errors", lambda: request_errors(holder["jsonparse.loads(body)"]))
+    stage("gather (prefetch -> resources)", lambda: gather(holder["jsonparse.loads(body)"], settings))
     gathered = holder["gather (prefetch -> resources)"]
     stage("cards.patient_view.evaluate", lambda: evaluate(gathered.resources, now, patient_id,
                                                           unavailable=gathered.unavailable).cards)
@@ -345,11 +346,14 @@ def section_full_prefetch(quick: bool, profile: bool) -> list[Result]:
         raise RuntimeError("the 2,000-Observation request does not fit HCC_CDS_MAX_BODY_BYTES")
     _app, client = in_process_app(lambda: now)
 
+    cpu = Result(1, "Full prefetch, 2,000 Observations: CPU time per call")
+
     def post() -> float:
-        started = time.perf_counter()
+        cpu0, started = time.process_time(), time.perf_counter()
         response = client.post(PATIENT_VIEW_URL, data=body, content_type=JSON)
         response.get_data()
         elapsed = (time.perf_counter() - started) * 1000
+        cpu.samples_ms.append((time.process_time() - cpu0) * 1000)
         if response.status_code != 200:
             raise RuntimeError(f"status {response.status_code}: {response.get_data(as_text=True)[:300]}")
         return elapsed
@@ -359,15 +363,20 @@ def section_full_prefetch(quick: bool, profile: bool) -> list[Result]:
           f"{warmup} warm-up, then {runs} timed requests or {cap_seconds:.0f} s of them, whichever comes first")
     for _ in range(warmup):
         post()
-    result = Result(1, "Full prefetch, 2,000 Observations (in process)", budget="p95 ≤ 50 ms")
+    cpu.samples_ms.clear()
+    result = Result(1, "Full prefetch, 2,000 Observations (in process)", budget="p95 ≤ 50 ms; ≤ 25 ms [issue 12]")
     stop_at = time.perf_counter() + cap_seconds
     while len(result.samples_ms) < runs and (len(result.samples_ms) < 30 or time.perf_counter() < stop_at):
         result.samples_ms.append(post())
     if len(result.samples_ms) < runs:
         print(f"  time cap reached after {len(result.samples_ms)} timed requests (keeps the run under 2 minutes)")
-    result.verdict = verdict(result.percentiles()[1] <= 50.0)
+    result.verdict = (f"{verdict(result.percentiles()[1] <= 50.0)}; "
+                      f"{verdict(result.percentiles()[1] <= 25.0).replace('budget', 'target')}")
     result.note = f"body {len(body) / 1024:.0f} KiB"
+    cpu.note = "the process's CPU time: the wall time less time spent descheduled (a busy or shared machine)"
     print_latency(result)
+    print("  CPU time of the call (the same calls):")
+    print_latency(cpu)
     _stage_breakdown(request, body, now, repeat=5 if quick else 15)
     if profile:
         profiler = cProfile.Profile()
@@ -375,12 +384,13 @@ def section_full_prefetch(quick: bool, profile: bool) -> list[Result]:
         for _ in range(20):  # ~0.5 s each under the profiler
             post()
         profiler.disable()
+        del cpu.samples_ms[len(result.samples_ms):]  # the profiled calls are not timed
         for order in ("cumulative", "tottime"):
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(25)
             print(f"\n  cProfile, 20 requests, top 25 by {order}:")
             print("\n".join("    " + line for line in out.getvalue().splitlines() if line.strip()))
-    return [result]
+    return [result, cpu]
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -321,6 +321,7 @@ class PatientRecord:
         # Observations by (system, code), each with its (defensively read) date: one pass, then cheap lookups.
         self._observations_by_code: dict[tuple[str, str], list[tuple[datetime, dict]]] = defaultdict(list)
         self._panel_of: dict[int, dict] = {}  # a component read as its own result -> the panel Observation
+        self._candidates: dict[tuple[str, frozenset[str]], tuple[tuple[datetime, dict], ...]] = {}
         by_code = self._observations_by_code
         for obs in by_type.get("Observation", ()):
             when = observation_instant(obs) or _UNDATED
@@ -390,14 +391,21 @@ class PatientRecord:
         """A valid Observation whose status counts: final, amended, corrected or absent (clinical-rules.md §1)."""
         return self.valid(obs) and obs.get("status", "final") in _OBSERVATION_OK
 
-    def observation_candidates(self, codes: Iterable[str], system: str = t.LOINC) -> list[tuple[datetime, dict]]:
+    def observation_candidates(self, codes: Iterable[str], system: str = t.LOINC) -> tuple[tuple[datetime, dict], ...]:
         """(instant, Observation) with one of the codes, each once, newest first by full instant (time of day
-        counts) — NOT yet validated (see ``countable``); undated ones last."""
+        counts) — NOT yet validated (see ``countable``); undated ones last. Sorted once per set of codes: ALBI,
+        Child-Pugh and the trend ask for the same albumin and bilirubin history."""
+        wanted = frozenset(codes)
+        cached = self._candidates.get((system, wanted))
+        if cached is not None:
+            return cached
         found: dict[int, tuple[datetime, dict]] = {}
-        for code in codes:
+        for code in wanted:
             for item in self._observations_by_code.get((system, code), ()):
                 found[id(item[1])] = item
-        return sorted(found.values(), key=lambda item: item[0], reverse=True)
+        candidates = tuple(sorted(found.values(), key=lambda item: item[0], reverse=True))
+        self._candidates[(system, wanted)] = candidates
+        return candidates
 
     def observations(self, codes: Iterable[str], system: str = t.LOINC) -> Iterator[dict]:
         """Countable Observations with one of the codes, newest first, validated lazily as they are reached.

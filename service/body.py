@@ -9,13 +9,14 @@ parser accepts it, but it cannot be encoded again, so it would break every later
 
 from __future__ import annotations
 
+import json
 import re
 
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import ServiceError
-from .jsonparse import loads
+from .jsonparse import FastDecodeError, fast_loads
 
 # A \uD800-\uDFFF escape, or the UTF-8-style bytes of a surrogate (ED A0..BF xx). Both are rare in real requests
 # (emoji arrive as raw UTF-8), so the full check below runs only when this finds one.
@@ -63,10 +64,14 @@ def read_json() -> object | None:
     ServiceError(400) when the body is malformed on the wire or holds a lone surrogate."""
     data = _read_body()
     try:
-        parsed = loads(data)
+        return fast_loads(data)  # holds no lone surrogate: the fast parser refuses one
+    except FastDecodeError:
+        pass
+    try:  # what the fast parser refuses, the standard library decides (service/jsonparse.py)
+        parsed = json.loads(data)
     except (ValueError, RecursionError):
         return None
-    # bytes.find is memchr-fast; the regex and the walk run only when a surrogate could be there at all
+    # the regex and the walk run only when a surrogate could be there at all
     maybe = b"\\ud" in data or b"\\uD" in data or b"\xed" in data
     if maybe and _MAYBE_SURROGATE.search(data) and _has_lone_surrogate(parsed):
         raise ServiceError(400, "request body holds a lone UTF-16 surrogate (not a Unicode character)",

@@ -323,19 +323,18 @@ def read_searchset(bundle: Mapping) -> tuple[list[dict], str | None]:
         raise SearchsetError("malformed Bundle")
     resources = []
     for entry in entries:
-        if not isinstance(entry, dict):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+        if not isinstance(rtype, str):
             continue
-        search = entry.get("search")
-        mode = search.get("mode") if isinstance(search, dict) else None
-        resource = entry.get("resource")
-        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            continue
-        if not isinstance(mode, str | None):
-            mode = None  # a malformed mode is no mode: the entry was returned by the search
-        if resource["resourceType"] == "OperationOutcome":
+        if rtype == "OperationOutcome":
             if not is_benign_outcome(resource):
                 raise SearchsetError("server returned OperationOutcome")
             continue
+        search = entry.get("search")
+        mode = search.get("mode") if isinstance(search, dict) else None
+        if not isinstance(mode, str):
+            mode = None  # a malformed mode is no mode: the entry was returned by the search
         if mode in _KEEP_MODES:
             resources.append(resource)
     return resources, next_link(bundle)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -52,17 +52,24 @@ class MedicationFetch:
 class Prefetched:
     resources: list[dict]
     to_fetch: dict[str, str]  # key -> query (or next-page URL) still to fetch
-    full_urls: frozenset[str]  # Bundle entry fullUrls of the prefetched resources
+    bundles: tuple[dict, ...]  # the prefetched searchset Bundles
+
+    def full_urls(self) -> Iterator[str]:
+        """The Bundle entries' fullUrls, read only when a medication reference needs them."""
+        for bundle in self.bundles:
+            for entry in bundle.get("entry", ()):
+                if isinstance(entry, dict) and isinstance(entry.get("fullUrl"), str):
+                    yield entry["fullUrl"]
 
 
 def parse_prefetch(prefetch: object, context: Mapping) -> Prefetched:
-    """Resources present in the prefetch, the keys still to fetch, and the entries' fullUrls."""
+    """Resources present in the prefetch, the keys still to fetch, and the searchset Bundles they came in."""
     if prefetch is not None and not isinstance(prefetch, dict):
         raise ServiceError(400, "prefetch must be a JSON object")
     prefetch = prefetch or {}
     resources: list[dict] = []
     to_fetch: dict[str, str] = {}
-    full_urls: set[str] = set()
+    bundles: list[dict] = []
     for key, (template, _required) in PREFETCH.items():
         query = substitute(template, context)
         if key not in prefetch:
@@ -90,11 +97,10 @@ def parse_prefetch(prefetch: object, context: Mapping) -> Prefetched:
                 to_fetch[key] = query  # the client's query failed: run it again ourselves
             continue
         resources += found
-        full_urls.update(entry["fullUrl"] for entry in value.get("entry", ())
-                         if isinstance(entry, dict) and isinstance(entry.get("fullUrl"), str))
+        bundles.append(value)
         if next_url:
             to_fetch[key] = next_url
-    return Prefetched(resources, to_fetch, frozenset(full_urls))
+    return Prefetched(resources, to_fetch, tuple(bundles))
 
 
 def medication_ids_to_fetch(records: Iterable[Mapping], present: Iterable[Mapping], full_urls: Iterable[str] = (),
@@ -106,18 +112,22 @@ def medication_ids_to_fetch(records: Iterable[Mapping], present: Iterable[Mappin
     are fetchable; a ``urn:uuid`` not in the request, or a URL on another server, is left to the core (which
     names the record it cannot identify) — the access token never goes to another server.
     """
-    have = {r["id"] for r in present if isinstance(r, Mapping) and r.get("resourceType") == "Medication"
-            and isinstance(r.get("id"), str)}
-    known = set(full_urls)
     base = fhir_server.rstrip("/") + "/" if isinstance(fhir_server, str) else None
+    known: set[str] | None = None  # the fullUrls and the Medications present: read at the first reference
+    have: set[str] = set()
     wanted: list[str] = []
     for record in records:
-        rtype = record.get("resourceType") if isinstance(record, Mapping) else None
-        if not isinstance(rtype, str) or rtype not in MEDICATION_RECORD_TYPES:
+        if not isinstance(record, dict) or record.get("resourceType") not in MEDICATION_RECORD_TYPES:
             continue
         reference = record.get("medicationReference")
         ref = reference.get("reference") if isinstance(reference, dict) else None
-        if not isinstance(ref, str) or not ref or ref.startswith("#") or ref in known:
+        if not isinstance(ref, str) or not ref or ref.startswith("#"):
+            continue
+        if known is None:
+            known = set(full_urls)
+            have = {r["id"] for r in present if isinstance(r, dict) and r.get("resourceType") == "Medication"
+                    and isinstance(r.get("id"), str)}
+        if ref in known:
             continue
         match = _MEDICATION_REFERENCE.search(ref)
         if match is None or ("://" in ref and (base is None or not ref.startswith(base))):
@@ -205,6 +215,6 @@ def gather(body: Mapping, settings: Settings) -> Gathered:
         fetched = tuple(k for k in to_fetch if k not in failures)
     unavailable = tuple(f"{_DATA_NAMES[key]} could not be read ({reason})" for key, reason in failures.items())
     medications = fetch_referenced_medications(resources, fhir_server, token, settings,
-                                               full_urls=prefetched.full_urls,
+                                               full_urls=prefetched.full_urls(),
                                                extra_records=_draft_order_resources(context), deadline=deadline)
     return Gathered(resources + medications.medications, unavailable + medications.unavailable, fetched)

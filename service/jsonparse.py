@@ -15,10 +15,15 @@ import json
 
 import orjson
 
+# The fast parser alone, for a caller that checks the standard library's answer itself (service/body.py). What it
+# accepts holds no lone surrogate: it refuses one escaped ("\\ud800") or as raw bytes.
+fast_loads = orjson.loads
+FastDecodeError = orjson.JSONDecodeError
+
 
 def loads(data: bytes | bytearray | str) -> object:
     """The parsed document; ValueError (json.JSONDecodeError) or RecursionError as ``json.loads`` raises them."""
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
+        return fast_loads(data)
+    except FastDecodeError:
         return json.loads(data)

@@ -100,6 +100,10 @@ class _Pool:
                 return
         conn.close()
 
+    def forget(self) -> None:
+        """Drop every idle connection without closing it (a forked child: the sockets are its parent's)."""
+        self._idle, self._lock = {}, threading.Lock()
+
     def clear(self) -> None:
         with self._lock:
             connections = [conn for idle in self._idle.values() for _, conn in idle]
@@ -110,7 +114,7 @@ class _Pool:
 
 _POOL = _Pool()
 if hasattr(os, "register_at_fork"):  # a forked worker must not share its parent's sockets
-    os.register_at_fork(after_in_child=lambda: _POOL.__init__())
+    os.register_at_fork(after_in_child=_POOL.forget)
 
 
 def _looks_open(conn: http.client.HTTPConnection) -> bool:
