@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from demo.fhirstore import FhirStore, FhirStoreError, SearchError, shift_date_string
 
@@ -360,3 +362,45 @@ def test_sort_resources_by_several_keys_and_unknown_key() -> None:
         sort_resources(resources, "Observation", "value-quantity")
     with pytest.raises(SearchError, match="empty"):
         sort_resources(resources, "Observation", "date,")
+
+
+# ---- the OR-list fast path and the search cache --------------------------------------------------------
+
+_SYSTEMS = st.sampled_from([None, "", "urn:a", "urn:b"])
+_CODES = st.sampled_from(["", "1", "2", "x,y"])
+_CODING = st.fixed_dictionaries({}, optional={"system": st.one_of(st.none(), st.sampled_from(["urn:a", "urn:b"])),
+                                              "code": st.sampled_from(["1", "2", "3", "x,y"])})
+_VALUE = st.one_of(
+    st.sampled_from(["1", "2", "x,y"]), st.booleans(), _CODING,
+    st.fixed_dictionaries({"coding": st.lists(_CODING, max_size=3)}),  # CodeableConcept
+    st.fixed_dictionaries({"value": st.sampled_from(["1", "2"])},
+                          optional={"system": st.sampled_from(["urn:a", "urn:b"])}),  # Identifier
+)
+
+
+def _token(system: str | None, code: str) -> str:
+    code = code.replace(",", "\\,")
+    return code if system is None else f"{system}|{code}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(tokens=st.lists(st.tuples(_SYSTEMS, _CODES).filter(lambda t: t != (None, "") and t != ("", "")),
+                       min_size=2, max_size=5),
+       value=_VALUE)
+def test_an_or_list_of_tokens_matches_exactly_as_its_alternatives_one_by_one(tokens, value) -> None:
+    """The one-walk matcher for ``code=a|1,b|2,…`` gives what matching each alternative separately gives."""
+    param = FhirStore().search_params("Observation")["code"]
+    options = [_token(system, code) for system, code in tokens]
+    resource = {"resourceType": "Observation", "id": "o", "code": value}
+    one_by_one = any(FhirStore._matcher(param, option)(resource) for option in options)
+    assert FhirStore()._any_matcher(param, options)(resource) is one_by_one
+
+
+def test_search_results_are_cached_until_the_store_changes(store: FhirStore) -> None:
+    query = {"patient": ["p1"], "code": [f"{LOINC}|{ALBUMIN},{LOINC}|{BILIRUBIN}"]}
+    first = ids(store.search("Observation", query))
+    first_result = store.search("Observation", query)
+    first_result.clear()  # a caller's change to its list does not reach the cache
+    assert ids(store.search("Observation", query)) == first
+    store.add(observation("added-albumin", "p1", ALBUMIN))
+    assert ids(store.search("Observation", query)) == [*first, "added-albumin"]
