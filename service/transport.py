@@ -168,7 +168,8 @@ class Response:
         self._ended = False
 
     def read1(self, n: int) -> bytes:
-        """Up to ``n`` decoded bytes, as soon as any arrive; b"" at the end. zlib.error on a corrupt body."""
+        """Up to ``n`` decoded bytes, as soon as any arrive; b"" at the end. ``http.client.IncompleteRead`` when the
+        server closed before its Content-Length, ``zlib.error`` on a corrupt or truncated gzip body."""
         if self._inflate is None:
             data = self._raw.read1(n)
             if not data:
@@ -181,12 +182,18 @@ class Response:
                 compressed = self._raw.read1(n)
                 if not compressed:
                     self._end()
-                    return self._inflate.flush()
+                    rest = self._inflate.flush()
+                    if not self._inflate.eof:
+                        raise zlib.error("truncated gzip body")
+                    return rest
                 data = self._inflate.decompress(compressed, n)
             if data:
                 return data
 
     def _end(self) -> None:
+        missing = self._raw.length  # http.client's read1 returns b"" when the server closes early: no error
+        if missing:
+            raise http.client.IncompleteRead(b"", missing)
         # http.client's read1 does not close a Content-Length response at its end; the connection refuses the next
         # request until it is closed (this closes the response, not the socket)
         self._ended = True

@@ -528,6 +528,27 @@ def test_bad_gzip_is_not_json(serve: Callable[..., Origin], body: bytes) -> None
     assert out.resources == {}
 
 
+def test_a_body_shorter_than_its_content_length_is_a_failure_not_a_short_document(
+        serve: Callable[..., Origin]) -> None:
+    """http.client's read1 returns b"" when the server closes early; the transport must not take that as the
+    end of the body (a truncated page could otherwise parse, or be mistaken for a complete one)."""
+    whole = json.dumps(searchset([{"resourceType": "Observation", "id": "o"}])).encode()
+
+    def truncated(h: Handler, seen: Seen) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/fhir+json")
+        h.send_header("Content-Length", str(len(whole) + 500))
+        h.end_headers()
+        h.wfile.write(whole)  # a complete JSON document, 500 bytes short of what was announced
+        h.close_connection = True
+
+    origin = serve(truncated)
+    out = fetch({"obs": "Observation?patient=p1"}, origin.fhir_base, None, SETTINGS)
+
+    assert out.failures == {"obs": "unreachable"}
+    assert out.resources == {}
+
+
 # --- 4. proxies from the environment -----------------------------------------------------------------------
 
 
