@@ -304,8 +304,9 @@ class PatientRecord:
             if not isinstance(rtype, str):
                 continue
             subject = resource.get("subject")
-            if patient_id is not None and not (isinstance(subject, dict) and subject.get("reference") == own) \
-                    and not _belongs_to(resource, patient_id, own):
+            if patient_id is not None and not (rtype != "Patient" and isinstance(subject, dict)
+                                               and subject.get("reference") == own) \
+                    and not _belongs_to(resource, patient_id, own):  # a Patient belongs by its id alone
                 self.other_patient.append(f"{rtype}/{resource.get('id', '?')}")
                 continue
             rid = resource.get("id", "")

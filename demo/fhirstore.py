@@ -346,12 +346,14 @@ class _TokenSet:
     def matches_coding(self, coding: Mapping[str, Any], key: str = "code") -> bool:
         """:func:`_coding_matches` (``key="code"``) or the Identifier rule (``key="value"``) for any alternative."""
         code = coding.get(key)
+        if not isinstance(code, str):  # a malformed code matches nothing (as in _coding_matches)
+            code = None
         if code in self.any_system:
             return True
         if "system" not in coding:
             return code in self.no_system
         system = coding.get("system")
-        return (system, code) in self.pairs or system in self.whole_systems
+        return isinstance(system, str) and ((system, code) in self.pairs or system in self.whole_systems)
 
     def matches(self, value: Any) -> bool:
         """:func:`_token_matches` for any alternative."""

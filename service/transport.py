@@ -9,10 +9,14 @@ service's own time (benchmarks/bench.py section 6). Bounds, auth and redirects s
 - **TLS** is verified against the system trust store (``ssl.create_default_context``: ``SSL_CERT_FILE`` and
   ``SSL_CERT_DIR`` honoured), host name included.
 - **Proxies**: ``https_proxy``, ``http_proxy``, ``all_proxy`` and ``no_proxy`` (either case) are honoured, as
-  requests did: HTTPS goes through a ``CONNECT`` tunnel, plain HTTP as an absolute-form request.
+  requests did: HTTPS goes through a ``CONNECT`` tunnel, plain HTTP as an absolute-form request. Only
+  ``http://`` proxy URLs: an ``https://`` one is refused (http.client would send it CONNECT and the proxy
+  credentials in clear text); the tunnel itself is TLS end to end.
 - **Timeouts**: ``connect_timeout`` covers the TCP connect and the TLS handshake, ``read_timeout`` each read.
 - **Compression**: ``Accept-Encoding: gzip`` is sent; :meth:`Response.read1` returns decoded bytes, at most
-  ``n`` at a time, so a caller's byte limit bounds the decoded size (a gzip bomb stops there).
+  ``n`` at a time, so a caller's byte limit bounds the decoded size (a gzip bomb stops there). Several gzip
+  members are decoded one after another; anything else after a member, a truncated body, or one whose raw
+  bytes decode to nothing for 1 MiB (or 1,024 reads) is an error.
 - **Keep-alive**: a connection goes back to the pool only after its response was read to the end. An idle one
   that the server has closed is noticed before reuse; if a reused connection still breaks before any response
   arrives, the request is sent once more on a new connection (GET is idempotent).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import logging
 import os
 import select
 import ssl
@@ -31,8 +36,10 @@ import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 from urllib.request import proxy_bypass_environment
+
+log = logging.getLogger("hcc_cds.transport")
 
 IDLE_PER_ORIGIN = 8  # idle connections kept per (scheme, host, port, proxy)
 IDLE_SECONDS = 30.0  # an idle connection older than this is closed rather than reused
@@ -40,6 +47,9 @@ _PROXY_KEYS = ("https", "http", "all", "no")
 _STALE_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 _Key = tuple[str, str, int, str | None]
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # with letters, digits and "-._~": what requests' requote_uri leaves alone
+# a gzip body whose raw reads decode to nothing for this long is refused (a stream of empty deflate blocks)
+_GZIP_IDLE_READS, _GZIP_IDLE_BYTES = 1024, 1024 * 1024
 
 
 @lru_cache(maxsize=1)
@@ -70,7 +80,18 @@ def _proxy_for(scheme: str, host: str) -> str | None:
     proxy = proxies.get(scheme) or proxies.get("all")
     if not proxy or proxy_bypass_environment(host, proxies):
         return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+    proxy = proxy if "://" in proxy else f"http://{proxy}"
+    if urlsplit(proxy).scheme.lower() != "http":
+        # http.client speaks plain TCP to a proxy: an https:// proxy URL would get CONNECT and its credentials in
+        # clear text. Refused (the tunnel through an http:// proxy is TLS end to end to the FHIR server).
+        log.warning("proxy URL scheme %r is not supported (use http://): FHIR request not sent",
+                    urlsplit(proxy).scheme)
+        raise UnsupportedProxy("unsupported proxy URL scheme")
+    return proxy
+
+
+class UnsupportedProxy(OSError):
+    """The environment names a proxy this client cannot use safely (an https:// proxy URL)."""
 
 
 class _Pool:
@@ -175,20 +196,29 @@ class Response:
             if not data:
                 self._end()
             return data
-        while True:
-            if self._inflate.unconsumed_tail:
+        idle_bytes = 0
+        for _ in range(_GZIP_IDLE_READS):
+            if self._inflate.eof:  # a member ended: what follows must be another member (RFC 1952 §2.2)
+                follow = self._inflate.unused_data or self._raw.read1(n)
+                if not follow:
+                    self._end()
+                    return b""
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # zlib.error if it is not gzip
+                data = self._inflate.decompress(follow, n)
+            elif self._inflate.unconsumed_tail:
                 data = self._inflate.decompress(self._inflate.unconsumed_tail, n)
             else:
                 compressed = self._raw.read1(n)
                 if not compressed:
                     self._end()
-                    rest = self._inflate.flush()
-                    if not self._inflate.eof:
-                        raise zlib.error("truncated gzip body")
-                    return rest
+                    raise zlib.error("truncated gzip body")
+                idle_bytes += len(compressed)
                 data = self._inflate.decompress(compressed, n)
             if data:
                 return data
+            if idle_bytes > _GZIP_IDLE_BYTES:
+                break
+        raise zlib.error("gzip body that decodes to nothing")
 
     def _end(self) -> None:
         missing = self._raw.length  # http.client's read1 returns b"" when the server closes early: no error
@@ -218,6 +248,9 @@ def get(url: str, headers: Mapping[str, str], *, connect_timeout: float, read_ti
     key: _Key = (scheme, host, port, proxy)
     target = url if proxy is not None and scheme == "http" else (parts.path or "/") + (
         f"?{parts.query}" if parts.query else "")
+    # a server's next link may hold a space or a non-ASCII character: percent-encode what may not go on the wire
+    # (UTF-8), keep what is already encoded, as requests' requote_uri does
+    target = quote(target, safe=_URL_SAFE)
     request_headers = {**headers, "Accept-Encoding": "gzip"}
     reused = _POOL.take(key)
     conn = reused or _connect(scheme, host, port, proxy, connect_timeout)
