@@ -300,36 +300,14 @@ def _element_values(resource: Any, path: str) -> Iterator[Any]:
     yield from nodes
 
 
-def _coding_matches(coding: Mapping[str, Any], system: str | None, code: str) -> bool:
-    if system is None:
-        return coding.get("code") == code
-    if system == "":
-        return "system" not in coding and coding.get("code") == code
-    return coding.get("system") == system and (code == "" or coding.get("code") == code)
-
-
-def _token_matches(value: Any, system: str | None, code: str) -> bool:
-    if isinstance(value, str):  # a FHIR code: its system is implicit
-        return code != "" and value == code
-    if isinstance(value, bool):
-        return code == ("true" if value else "false")
-    if not isinstance(value, dict):
-        return False
-    if "coding" in value:  # CodeableConcept
-        return any(_coding_matches(c, system, code) for c in value.get("coding") or [] if isinstance(c, dict))
-    if "value" in value and "code" not in value:  # Identifier
-        if system is None:
-            return value.get("value") == code
-        if system == "":
-            return "system" not in value and value.get("value") == code
-        return value.get("system") == system and (code == "" or value.get("value") == code)
-    return _coding_matches(value, system, code)  # Coding
-
-
 @dataclass(frozen=True)
 class _TokenSet:
-    """The OR-alternatives of one token parameter value, as sets: ``code=a|1,a|2,b|3`` is matched by one walk of
-    the resource instead of one walk per alternative (a 25-code Observation query over 2,000 Observations)."""
+    """The OR-alternatives of one token parameter value (``code=a|1,a|2,b|3``; one alternative is a set of one),
+    as sets: one walk of the resource matches them all (a 25-code Observation query over 2,000 Observations).
+
+    ``system|code`` needs both; ``code`` any system; ``|code`` no system; ``system|`` any code of the system. A
+    plain code or boolean value has an implicit system and matches by code; an Identifier matches by its
+    ``value``. A coding whose code or system is not a string matches nothing."""
 
     pairs: frozenset[tuple[str, str]]  # system|code
     any_system: frozenset[str]  # code (any system)
@@ -344,9 +322,9 @@ class _TokenSet:
                    frozenset(c for _s, c in tokens if c))
 
     def matches_coding(self, coding: Mapping[str, Any], key: str = "code") -> bool:
-        """:func:`_coding_matches` (``key="code"``) or the Identifier rule (``key="value"``) for any alternative."""
+        """A Coding (``key="code"``) or an Identifier (``key="value"``) against every alternative."""
         code = coding.get(key)
-        if not isinstance(code, str):  # a malformed code matches nothing (as in _coding_matches)
+        if not isinstance(code, str):
             code = None
         if code in self.any_system:
             return True
@@ -356,7 +334,7 @@ class _TokenSet:
         return isinstance(system, str) and ((system, code) in self.pairs or system in self.whole_systems)
 
     def matches(self, value: Any) -> bool:
-        """:func:`_token_matches` for any alternative."""
+        """A token-typed element value against every alternative."""
         if isinstance(value, str):  # a FHIR code: its system is implicit
             return value in self.codes
         if isinstance(value, bool):
@@ -368,6 +346,13 @@ class _TokenSet:
         if "value" in value and "code" not in value:  # Identifier
             return self.matches_coding(value, "value")
         return self.matches_coding(value)  # Coding
+
+
+def _token_matcher(param: SearchParam, options: Sequence[str]) -> Callable[[dict[str, Any]], bool]:
+    """A predicate: true when a value at one of ``param``'s paths matches one of the token ``options``."""
+    tokens = _TokenSet.of([_parse_token(option) for option in options])
+    return lambda resource: any(tokens.matches(value) for path in param.paths
+                                for value in _element_values(resource, path))
 
 
 def _parse_token(raw: str) -> tuple[str | None, str]:
@@ -635,10 +620,8 @@ class FhirStore:
 
     def _any_matcher(self, param: SearchParam, options: list[str]) -> Callable[[dict[str, Any]], bool]:
         """A predicate for one parameter value: true when any of its OR-alternatives matches."""
-        if param.kind == "token" and len(options) > 1:
-            tokens = _TokenSet.of([_parse_token(option) for option in options])
-            return lambda resource: any(tokens.matches(value) for path in param.paths
-                                        for value in _element_values(resource, path))
+        if param.kind == "token":
+            return _token_matcher(param, options)
         matchers = [self._matcher(param, option) for option in options]
         return lambda resource: any(match(resource) for match in matchers)
 
@@ -674,10 +657,7 @@ class FhirStore:
 
             return match_reference
         if param.kind == "token":
-            system, code = _parse_token(raw)
-            return lambda resource: any(
-                _token_matches(value, system, code)
-                for path in param.paths for value in _element_values(resource, path))
+            return _token_matcher(param, [raw])
         # string: starts-with, case and accent insensitive
         prefix = _fold(_unescape(raw).strip())
         return lambda resource: any(
