@@ -9,36 +9,11 @@ parser accepts it, but it cannot be encoded again, so it would break every later
 
 from __future__ import annotations
 
-import json
-import re
-
 from flask import current_app, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import ServiceError
-from .jsonparse import FastDecodeError, fast_loads
-
-# A \uD800-\uDFFF escape, or the UTF-8-style bytes of a surrogate (ED A0..BF xx). Both are rare in real requests
-# (emoji arrive as raw UTF-8), so the full check below runs only when this finds one.
-_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-
-
-def _has_lone_surrogate(value: object) -> bool:
-    """True when any string (or member name) in the parsed document cannot be encoded as UTF-8."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+from .jsonparse import LoneSurrogate, loads
 
 
 def _read_body() -> bytes:
@@ -64,16 +39,9 @@ def read_json() -> object | None:
     ServiceError(400) when the body is malformed on the wire or holds a lone surrogate."""
     data = _read_body()
     try:
-        return fast_loads(data)  # holds no lone surrogate: the fast parser refuses one
-    except FastDecodeError:
-        pass
-    try:  # what the fast parser refuses, the standard library decides (service/jsonparse.py)
-        parsed = json.loads(data)
+        return loads(data, refuse_lone_surrogates=True)
+    except LoneSurrogate as exc:
+        raise ServiceError(400, "request body holds a lone UTF-16 surrogate (not a Unicode character)",
+                           "lone-surrogate") from exc
     except (ValueError, RecursionError):
         return None
-    # the regex and the walk run only when a surrogate could be there at all
-    maybe = b"\\ud" in data or b"\\uD" in data or b"\xed" in data
-    if maybe and _MAYBE_SURROGATE.search(data) and _has_lone_surrogate(parsed):
-        raise ServiceError(400, "request body holds a lone UTF-16 surrogate (not a Unicode character)",
-                           "lone-surrogate")
-    return parsed
