@@ -147,12 +147,12 @@ def concept_text(concept: object) -> str:
 
 def observation_instant(obs: dict) -> datetime | None:
     """effectiveDateTime, effectivePeriod.start, effectiveInstant, then issued (clinical-rules.md §1 "Dates")."""
-    effective = obs.get("effectiveDateTime")
-    if effective is not None and (instant := parse_instant(effective)) is not None:
+    instant = parse_instant(obs.get("effectiveDateTime"))  # nearly always there: the period is not looked up
+    if instant is not None:
         return instant
     period = obs.get("effectivePeriod") if isinstance(obs.get("effectivePeriod"), dict) else {}
-    return parse_instant(obs.get("effectiveDateTime")) or parse_instant(period.get("start")) or parse_instant(
-        obs.get("effectiveInstant")) or parse_instant(obs.get("issued"))
+    return parse_instant(period.get("start")) or parse_instant(obs.get("effectiveInstant")) or parse_instant(
+        obs.get("issued"))
 
 
 def observation_date(obs: dict) -> date | None:

@@ -247,7 +247,7 @@ class _Call:
 
 def _reason(exc: BaseException) -> str:
     """A clinician-safe reason for a network exception (never its message: that may hold the URL)."""
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+    if isinstance(exc, ssl.SSLError):  # certificate verification failures included
         return "TLS error"
     if isinstance(exc, TimeoutError):
         return "timed out"
