@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from cards.order_checks import OrderContextError, check_order_context, evaluate_orders
 from cards.patient_view import evaluate
@@ -87,4 +87,14 @@ def call_service(service_id: str):
     g.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
     record_issued_cards(service.id, cards)
     count_cards(cards)
-    return jsonify({"cards": cards})
+    response = jsonify({"cards": cards})
+    _free_after_sending(response, body, gathered)
+    return response
+
+
+def _free_after_sending(response: Response, *parsed: object) -> None:
+    """Keep the parsed request alive until the server has sent ``response`` (WSGI ``close()``): freeing a long
+    record's JSON (about 4 ms for 2,000 Observations) then costs the worker after the answer, not the EHR
+    waiting for it."""
+    held = list(parsed)
+    response.call_on_close(held.clear)

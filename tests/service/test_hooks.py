@@ -220,3 +220,29 @@ def test_deeply_nested_json_is_400_not_500(client) -> None:
     body = b'{"hook":"patient-view","hookInstance":"x","context":{},"extension":{"x":' + b"[" * 100_000
     response = client.post(PV, data=body, content_type="application/json")
     assert response.status_code == 400
+
+
+def test_the_parsed_request_is_freed_after_the_answer_is_sent_not_before(client, monkeypatch) -> None:
+    """A long record's parsed JSON is released when the WSGI server closes the response (after sending it), so
+    freeing it does not delay the cards (hooks._free_after_sending); it is released then, not kept."""
+    import gc
+    import weakref
+
+    import service.hooks
+
+    seen: list[weakref.ref] = []
+    real_gather = service.hooks.gather
+
+    def gather_and_watch(body, settings):  # type: ignore[no-untyped-def]
+        gathered = real_gather(body, settings)
+        seen.append(weakref.ref(gathered))
+        return gathered
+
+    monkeypatch.setattr(service.hooks, "gather", gather_and_watch)
+    response = client.post(PV, json=fixture_request("systemic-atezo-bev"))
+    assert response.status_code == 200 and response.get_json()["cards"]
+    gc.collect()
+    assert seen[0]() is not None, "freed before the response was closed"
+    response.close()
+    gc.collect()
+    assert seen[0]() is None, "still held after the response was closed"
