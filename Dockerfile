@@ -27,6 +27,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HCC_CDS_HOST=0.0.0.0 \
     HCC_CDS_PORT=8000
+# jemalloc for the Python heap (README "Performance"; deploy/stack.py allocator_env does the same for make prod-local)
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libjemalloc2 \
+ && rm -rf /var/lib/apt/lists/*
+ENV LD_PRELOAD=libjemalloc.so.2 \
+    PYTHONMALLOC=malloc
 RUN groupadd --system --gid 10001 cds \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin cds
 COPY --from=builder /wheels /wheels

@@ -3,7 +3,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-# What the tests start for real: Chromium (tests/e2e), PostgreSQL and nginx (tests/service).
+# What the tests start for real: Chromium (tests/e2e), PostgreSQL and nginx (tests/service); jemalloc, the
+# production stack's allocator (deploy/stack.py allocator_env).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint system-deps prod-local replay-check bench clean
@@ -25,6 +26,7 @@ system-deps:
 	[ "$(WITH_BROWSER)" = 0 ] || [ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	ls /usr/lib/*/libjemalloc.so.2 >/dev/null 2>&1 || missing="$$missing libjemalloc2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -16,7 +16,9 @@ Sections (each prints p50/p95/p99 in ms, the count, and the contract budget with
    and against the embedded demo endpoint (up to 1,000 per page)
 
 This prints figures; it is not a test and exits 0 whatever the verdicts (non-zero only when it cannot run).
-``--profile`` runs section 1's loop under cProfile and prints the hot spots.
+``--profile`` runs section 1's loop under cProfile and prints the hot spots. The benchmark runs under the production
+stack's allocator (jemalloc when Debian's libjemalloc2 is installed: deploy/stack.py ``allocator_env``), restarting
+itself with it; ``--allocator cpython`` measures CPython's own allocator instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import importlib
 import io
 import json
 import logging
@@ -673,6 +676,10 @@ def section_memory(quick: bool) -> list[Result]:
               "~3.5x per request). 'traced/req' = bytes allocated in that window and still alive after it: a cache "
               "entry that replaces an older one counts too, so a leak shows as growing 'alloc blocks' "
               "(sys.getallocatedblocks) and RSS, not as a non-zero 'traced/req'")
+        if sys.getallocatedblocks() == 0:
+            print("  (alloc blocks read 0: CPython counts them only under its own allocator, and this run is on "
+                  f"{active_allocator()}; RSS, gc objects and traced/req still show a leak. "
+                  "--allocator cpython counts them)")
         print(f"  {'requests':>9} {'RSS':>10} {'alloc blocks':>13} {'gc objects':>11} "
               f"{'traced/req':>11} {'ms/req':>7}")
         rows: list[tuple[int, int, int, int, float, float]] = []
@@ -775,10 +782,7 @@ def _load_level(url: str, body: bytes, clients: int, warm: float, run: float) ->
 
 def section_load(quick: bool) -> list[Result]:
     header(5, "Load through the production stack: nginx -> gunicorn (shipped config) -> PostgreSQL")
-    if str(ROOT) not in sys.path:  # deploy/ is beside the installed packages, not one of them
-        sys.path.insert(0, str(ROOT))
-    from deploy.stack import production_stack
-
+    production_stack = deploy_stack().production_stack
     warm, run = (0.5, 2.0) if quick else (1.0, 8.0)
     results: list[Result] = []
     request = load_request(THROUGHPUT_FIXTURE)
@@ -842,6 +846,35 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}")
 
 
+def deploy_stack():  # type: ignore[no-untyped-def]
+    """deploy/stack.py (beside the installed packages, not one of them)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("deploy.stack")
+
+
+def active_allocator() -> str:
+    """Which allocator this process's Python heap uses (jemalloc only with PYTHONMALLOC=malloc and it loaded)."""
+    try:
+        jemalloc = "libjemalloc" in Path("/proc/self/maps").read_text(encoding="utf-8")
+    except OSError:
+        jemalloc = False
+    if os.environ.get("PYTHONMALLOC") == "malloc":
+        return "jemalloc (PYTHONMALLOC=malloc, LD_PRELOAD)" if jemalloc else "the C library's malloc"
+    return "CPython's own (pymalloc)"
+
+
+def _run_under_allocator(choice: str) -> None:
+    """Restart this process with the environment of the chosen allocator, unless it already has it."""
+    wanted = deploy_stack().allocator_env() if choice == "production" else {}
+    environment = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC")} \
+        if choice == "cpython" else dict(os.environ)
+    environment.update(wanted)
+    if any(os.environ.get(k) != environment.get(k) for k in ("LD_PRELOAD", "PYTHONMALLOC")):
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.argv], environment)
+
+
 def load() -> str:
     """The load average: other processes on these 2 cores show up in every percentile."""
     try:
@@ -853,7 +886,8 @@ def load() -> str:
 
 def summary(results: list[Result], wall: float, quick: bool, load_before: str) -> None:
     print("\n## Summary\n")
-    print(f"Machine: {machine()}. {'QUICK smoke run. ' if quick else ''}Total wall time {wall:.1f} s; "
+    print(f"Machine: {machine()}; allocator {active_allocator()}. {'QUICK smoke run. ' if quick else ''}"
+          f"Total wall time {wall:.1f} s; "
           f"{load_before} before, {load()} after.\n")
     print("| # | benchmark | n | p50 ms | p95 ms | p99 ms | budget | verdict | notes |")
     print("|---|---|---:|---:|---:|---:|---|---|---|")
@@ -873,14 +907,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", type=int, action="append", choices=sorted(SECTIONS),
                         help="run only this section (repeatable)")
     parser.add_argument("--profile", action="store_true", help="cProfile section 1 and print the hot spots")
+    parser.add_argument("--allocator", choices=("production", "cpython"), default="production",
+                        help="the production stack's allocator (jemalloc when installed; default) or CPython's own")
     args = parser.parse_args(argv)
+    _run_under_allocator(args.allocator)
     # the production-stack load (5) runs last: its processes leave the 2 cores busy for a while after it ends
     chosen = sorted(set(args.section or SECTIONS), key=lambda number: (number == 5, number))
     if args.profile and 1 not in chosen:
         parser.error("--profile applies to section 1")
     quiet_logging()
     print(f"# hcc-second-line-cds benchmark ({'quick' if args.quick else 'full'}; sections "
-          f"{', '.join(map(str, chosen))})\n\n{machine()}; {load()}")
+          f"{', '.join(map(str, chosen))})\n\n{machine()}; {load()}\nallocator: {active_allocator()}")
     load_before = load()
     started = time.perf_counter()
     results: list[Result] = []

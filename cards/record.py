@@ -297,6 +297,11 @@ class PatientRecord:
         by_type: dict[str, list[dict]] = defaultdict(list)
         by_ref: dict[str, dict] = {}
         self._by_type, self._by_ref = by_type, by_ref
+        # Observations by (system, code), each with its (defensively read) date: one pass, then cheap lookups.
+        by_code: dict[tuple[str, str], list[tuple[datetime, dict]]] = defaultdict(list)
+        self._observations_by_code = by_code
+        panel_of: dict[int, dict] = {}  # a component read as its own result -> the panel Observation
+        self._panel_of = panel_of
         self.other_patient: list[str] = []
         own = f"Patient/{patient_id}"
         for resource in resources:
@@ -316,23 +321,19 @@ class PatientRecord:
                     continue
                 by_ref[ref] = resource
             by_type[rtype].append(resource)
+            if rtype == "Observation":  # indexed in the same pass
+                when = observation_instant(resource) or _UNDATED
+                for key in _coding_keys(resource.get("code")):
+                    by_code[key].append((when, resource))
+                if isinstance(resource.get("component"), list):
+                    for part in _panel_results(resource):
+                        panel_of[id(part)] = resource
+                        for key in _coding_keys(part.get("code")):
+                            by_code[key].append((when, part))
         self._validity: dict[int, bool] = {}
         self.skipped: list[SkippedResource] = []
         self.malformed: list[SkippedResource] = []  # kept, with the named elements not read
-        # Observations by (system, code), each with its (defensively read) date: one pass, then cheap lookups.
-        self._observations_by_code: dict[tuple[str, str], list[tuple[datetime, dict]]] = defaultdict(list)
-        self._panel_of: dict[int, dict] = {}  # a component read as its own result -> the panel Observation
         self._candidates: dict[tuple[str, frozenset[str]], tuple[tuple[datetime, dict], ...]] = {}
-        by_code = self._observations_by_code
-        for obs in by_type.get("Observation", ()):
-            when = observation_instant(obs) or _UNDATED
-            for key in _coding_keys(obs.get("code")):
-                by_code[key].append((when, obs))
-            if isinstance(obs.get("component"), list):
-                for part in _panel_results(obs):
-                    self._panel_of[id(part)] = obs
-                    for key in _coding_keys(part.get("code")):
-                        by_code[key].append((when, part))
 
     # -- validation -------------------------------------------------------------------------------
     def valid(self, resource: dict) -> bool:

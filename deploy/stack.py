@@ -7,12 +7,14 @@ Every part listens on loopback only. PostgreSQL gets a throwaway cluster in DIR 
 gunicorn runs ``service.wsgi:app -c gunicorn.conf.py`` with HCC_CDS_FEEDBACK_DB pointing at it; nginx renders
 deploy/nginx/hcc-cds.conf.template. The integration tests (tests/service/test_production.py) start the same
 classes. Settings not given in the environment get local defaults (auth off unless HCC_CDS_AUTH is set).
+gunicorn's Python heap is jemalloc's when Debian's libjemalloc2 is installed (:func:`allocator_env`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes.util
 import glob
 import os
 import pwd
@@ -33,6 +35,18 @@ ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx" / "hcc-cds.conf.template"
 NGINX_ERRORS = ROOT / "deploy" / "nginx" / "errors"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def allocator_env() -> dict[str, str]:
+    """The environment that gives a Python process jemalloc for its heap (README "Performance"), or ``{}`` when
+    Debian's libjemalloc2 is not installed (CPython's own allocator then).
+
+    ``PYTHONMALLOC=malloc`` sends CPython's small objects to ``malloc``, and ``LD_PRELOAD`` makes that jemalloc's.
+    Under CPython's allocator, parsing and reading a 2,000-Observation request takes 10-13 ms in a worker that has
+    served a few dozen calls, 4-5 ms in a fresh process (freed memory comes back scattered); under jemalloc about
+    7 ms in both, and a whole call is about 20 % faster. The Dockerfile sets the same two variables."""
+    library = ctypes.util.find_library("jemalloc")
+    return {"LD_PRELOAD": library, "PYTHONMALLOC": "malloc"} if library else {}
 
 
 def free_port() -> int:
@@ -106,7 +120,7 @@ class Gunicorn:
 
     def __init__(self, env: Mapping[str, str], log: Path, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("HCC_CDS_")},
+        self.env = {**allocator_env(), **{k: v for k, v in os.environ.items() if not k.startswith("HCC_CDS_")},
                     "HCC_CDS_HOST": "127.0.0.1", "HCC_CDS_PORT": str(self.port), **env}
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.log = log

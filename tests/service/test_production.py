@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from deploy.stack import Gunicorn, production_stack
+from deploy.stack import Gunicorn, allocator_env, production_stack
 from tests.service.fhir_test_servers import HungServer
 from tests.service.support import Issuer, fixture_request
 
@@ -200,6 +200,26 @@ def test_metrics_in_prometheus_text_without_patient_data(stack) -> None:
                      r'service="hcc-second-line-patient-view",status="200"\} [1-9]', text)
     assert "hcc_cds_request_duration_seconds_bucket" in text and "hcc_cds_cards_total" in text
     assert body["context"]["patientId"] not in text and "Bearer" not in text
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_gunicorn_workers_run_on_jemalloc(stack) -> None:
+    """deploy/stack.py allocator_env (README "Performance"): `make test` installs libjemalloc2, so the workers'
+    Python heap must be jemalloc's: the library mapped into every worker, and PYTHONMALLOC=malloc set."""
+    assert allocator_env() == {"LD_PRELOAD": "libjemalloc.so.2", "PYTHONMALLOC": "malloc"}
+    workers = _children(stack.gunicorn.process.pid)
+    assert workers, "no gunicorn worker processes found"
+    for pid in workers:
+        assert "libjemalloc.so.2" in Path(f"/proc/{pid}/maps").read_text(), f"worker {pid} runs without jemalloc"
+        assert b"PYTHONMALLOC=malloc" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
 
 
 def test_fresh_sqlite_deployments_boot_every_time(tmp_path) -> None:
