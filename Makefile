@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Debian packages, installed only when missing (a no-op, without apt, once they are there).
-# WITH_BROWSER=0 leaves out chromium (make prod-local needs only PostgreSQL and nginx).
+# WITH_BROWSER=0 leaves out chromium (make prod-local needs only PostgreSQL, nginx and jemalloc).
 WITH_BROWSER ?= 1
 system-deps:
 	@missing=""; \
