@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -114,7 +115,11 @@ def make_engine(url: str, timeout: float = 2.0) -> Engine:
                 # WAL with synchronous=NORMAL: a commit appends to the log without an fsync (fsync at checkpoints);
                 # the database stays consistent, and a power cut may lose the last commits' bookkeeping. An fsync
                 # per hook call cost 5 ms at the median and 23 ms at p95 here.
-                cursor.execute("PRAGMA journal_mode=WAL")
+                # Several workers opening a new file at once: SQLite refuses all but one switch to WAL at once,
+                # "database is locked", without waiting (its deadlock rule). WAL is a property of the file, and
+                # every connection asks for it, so the one that got through has switched the file.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cursor.close()

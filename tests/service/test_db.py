@@ -7,6 +7,7 @@ stayed 200; #7: fresh SQLite deployments failed to boot 3 times in 10 (workers r
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sqlite3
 import subprocess
@@ -28,6 +29,7 @@ from service.db import (
     UsedJti,
     current_revision,
     head_revision,
+    make_engine,
     purge_expired,
     upgrade,
 )
@@ -68,6 +70,26 @@ def test_concurrent_migrations_on_a_fresh_sqlite_file_all_succeed(tmp_path) -> N
     assert _race(url) == [0] * 6
     assert {"feedback", "issued_card", "used_jti", "alembic_version"} <= _tables(url)
     assert current_revision(Database(url).engine) == head_revision()
+    with contextlib.closing(sqlite3.connect(tmp_path / "fresh.sqlite3")) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_connection_opens_while_another_holds_a_new_sqlite_file_locked(tmp_path) -> None:
+    """Before: about 1 start in 30 of six workers on a new SQLite file failed with "database is locked": SQLite
+    refuses a switch to WAL while another connection holds the file (at once, under its deadlock rule, when they
+    race). The connection now opens anyway, and a later one switches the file (service/db.py make_engine)."""
+    path = tmp_path / "locked.sqlite3"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a reader: the switch to WAL must wait
+        engine = make_engine(f"sqlite:///{path}", timeout=0.2)
+        with engine.connect() as connection:  # before: sqlite3.OperationalError from PRAGMA journal_mode=WAL
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        holder.execute("ROLLBACK")
+    engine.dispose()
+    with engine.connect() as connection:  # a new connection
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
 
 
 def test_concurrent_migrations_on_postgresql_all_succeed(postgres_url) -> None:
