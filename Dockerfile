@@ -27,18 +27,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HCC_CDS_HOST=0.0.0.0 \
     HCC_CDS_PORT=8000
-# jemalloc for the Python heap (README "Performance"; deploy/stack.py allocator_env does the same for make prod-local)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libjemalloc2 \
  && rm -rf /var/lib/apt/lists/*
-ENV LD_PRELOAD=libjemalloc.so.2 \
-    PYTHONMALLOC=malloc
 RUN groupadd --system --gid 10001 cds \
  && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin cds
 COPY --from=builder /wheels /wheels
 RUN pip install --no-index --find-links=/wheels "hcc-second-line-cds[postgres]" && rm -rf /wheels
 WORKDIR /app
 COPY gunicorn.conf.py /app/gunicorn.conf.py
+# jemalloc for the Python heap (README "Production"; deploy/stack.py allocator_env does the same for make
+# prod-local), set after the build steps; the check fails the build where it cannot load (e.g. a kernel with
+# pages larger than the library was built for) instead of the container at start.
+ENV LD_PRELOAD=libjemalloc.so.2 \
+    PYTHONMALLOC=malloc
+RUN python -c "import sys; assert sys.getallocatedblocks() == 0 and 'libjemalloc' in open('/proc/self/maps').read()"
 USER 10001:10001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('HCC_CDS_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4).status == 200 else 1)"]

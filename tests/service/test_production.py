@@ -15,6 +15,8 @@ import json
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -212,14 +214,18 @@ def _children(pid: int) -> list[int]:
 
 
 def test_gunicorn_workers_run_on_jemalloc(stack) -> None:
-    """deploy/stack.py allocator_env (README "Performance"): `make test` installs libjemalloc2, so the workers'
-    Python heap must be jemalloc's: the library mapped into every worker, and PYTHONMALLOC=malloc set."""
-    assert allocator_env() == {"LD_PRELOAD": "libjemalloc.so.2", "PYTHONMALLOC": "malloc"}
+    """deploy/stack.py allocator_env (README "Production"): `make test` installs libjemalloc2, so the Python heap of
+    the make prod-local stack's workers must be jemalloc's: the library mapped into every worker, PYTHONMALLOC=malloc
+    set, and a Python started with the same environment keeping no blocks of CPython's own allocator."""
+    assert allocator_env({}).get("PYTHONMALLOC") == "malloc", "libjemalloc2 is not installed"
     workers = _children(stack.gunicorn.process.pid)
     assert workers, "no gunicorn worker processes found"
     for pid in workers:
-        assert "libjemalloc.so.2" in Path(f"/proc/{pid}/maps").read_text(), f"worker {pid} runs without jemalloc"
+        assert "/libjemalloc.so" in Path(f"/proc/{pid}/maps").read_text(), f"worker {pid} runs without jemalloc"
         assert b"PYTHONMALLOC=malloc" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    blocks = subprocess.run([sys.executable, "-c", "import sys; print(sys.getallocatedblocks())"],
+                            env=stack.gunicorn.env, capture_output=True, text=True, check=True).stdout
+    assert blocks.strip() == "0"
 
 
 def test_fresh_sqlite_deployments_boot_every_time(tmp_path) -> None:
