@@ -22,8 +22,6 @@ checks a bearer token only when a request carries one (the open demo keeps worki
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -34,6 +32,8 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, InvalidRequestError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+
+from service.expiring import ExpiringMap
 
 from .fhirstore import FhirStore
 
@@ -49,43 +49,6 @@ GRANTABLE = ("launch", "launch/patient", "patient/*.read", "patient/*.rs", "user
 class LaunchContext:
     patient: str
     app_context: str | None = None
-
-
-@dataclass
-class _Entry:
-    value: Any
-    expires: float
-
-
-@dataclass
-class _Table:
-    """A small thread-safe map with expiry (launch ids, authorization codes, access tokens)."""
-
-    lifetime: float
-    items: dict[str, _Entry] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def put(self, key: str, value: Any) -> None:
-        with self.lock:
-            now = time.monotonic()
-            for stale in [k for k, e in self.items.items() if e.expires <= now]:
-                del self.items[stale]
-            while len(self.items) >= MAX_ENTRIES:
-                del self.items[next(iter(self.items))]
-            self.items[key] = _Entry(value, now + self.lifetime)
-
-    def get(self, key: str) -> Any | None:
-        with self.lock:
-            entry = self.items.get(key)
-            if entry is None or entry.expires <= time.monotonic():
-                self.items.pop(key, None)
-                return None
-            return entry.value
-
-    def pop(self, key: str) -> Any | None:
-        with self.lock:
-            entry = self.items.pop(key, None)
-        return entry.value if entry and entry.expires > time.monotonic() else None
 
 
 @dataclass
@@ -199,9 +162,9 @@ class SmartState:
 
     store: FhirStore
     client: DemoClient
-    launches: _Table = field(default_factory=lambda: _Table(LAUNCH_LIFETIME))
-    codes: _Table = field(default_factory=lambda: _Table(CODE_LIFETIME))
-    tokens: _Table = field(default_factory=lambda: _Table(TOKEN_LIFETIME))
+    launches: ExpiringMap = field(default_factory=lambda: ExpiringMap(LAUNCH_LIFETIME, MAX_ENTRIES))
+    codes: ExpiringMap = field(default_factory=lambda: ExpiringMap(CODE_LIFETIME, MAX_ENTRIES))
+    tokens: ExpiringMap = field(default_factory=lambda: ExpiringMap(TOKEN_LIFETIME, MAX_ENTRIES))
     server: AuthorizationServer | None = None
 
     def new_launch(self, context: LaunchContext) -> str:

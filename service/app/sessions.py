@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from flask import Request, Response
 
+from service.expiring import ExpiringMap
+
 COOKIE = "hcc_app_session"
 LIFETIME = 3600  # seconds; never longer than the token's own expiry
 PENDING_LIFETIME = 600  # an authorization must come back within 10 minutes
@@ -47,7 +49,6 @@ class Session:
     access_token: str | None = field(default=None, repr=False)
     token_expires: float = 0.0
     open_server: bool = False  # the CDS Hooks sandbox's open-server link (demo only): no token at all
-    expires: float = field(default_factory=lambda: time.monotonic() + LIFETIME)
 
     def authorized(self) -> bool:
         if self.open_server:
@@ -62,32 +63,19 @@ class SessionStore:
     """Thread-safe table of sessions with expiry; the oldest entries go first when it is full."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, Session] = {}
-        self._lock = threading.Lock()
+        self._sessions: ExpiringMap[Session] = ExpiringMap(LIFETIME, MAX_SESSIONS)
+        self._lock = threading.Lock()  # a session's pending authorizations
 
     def get(self, req: Request) -> Session | None:
         sid = req.cookies.get(COOKIE)
-        if not sid:
-            return None
-        with self._lock:
-            session = self._sessions.get(sid)
-            if session is None or session.expires <= time.monotonic():
-                self._sessions.pop(sid, None)
-                return None
-            return session
+        return self._sessions.get(sid) if sid else None
 
     def get_or_create(self, req: Request) -> Session:
         existing = self.get(req)
         if existing is not None:
             return existing
         session = Session(secrets.token_urlsafe(32))
-        with self._lock:
-            now = time.monotonic()
-            for sid in [k for k, s in self._sessions.items() if s.expires <= now]:
-                del self._sessions[sid]
-            while len(self._sessions) >= MAX_SESSIONS:
-                del self._sessions[next(iter(self._sessions))]
-            self._sessions[session.id] = session
+        self._sessions.put(session.id, session)
         return session
 
     def add_pending(self, session: Session, state: str, pending: Pending) -> None:

@@ -149,7 +149,7 @@ class InProcessService:
         return self.app.extensions["hcc_cds_db"]()  # type: ignore[attr-defined]
 
     def issued_tokens(self) -> list[str]:
-        return list(self.app.extensions["hcc_cds_demo_smart"].tokens.items)  # type: ignore[attr-defined]
+        return self.app.extensions["hcc_cds_demo_smart"].tokens.keys()  # type: ignore[attr-defined]
 
     def log_text(self) -> str:
         return self.log_stream.getvalue()  # type: ignore[attr-defined]
